@@ -1,0 +1,236 @@
+/* Allocation, buffers, IP addresses: the small helpers every module uses. */
+#include "gammamesh/util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+_Noreturn void gm_panic(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "gammamesh: assertion failed at %s:%d: %s\n", file, line, what);
+    abort();
+}
+
+static void *check_alloc(void *p)
+{
+    if (p == NULL) {
+        fputs("gammamesh: out of memory\n", stderr);
+        abort();
+    }
+    return p;
+}
+
+void *gm_xmalloc(size_t n)
+{
+    return check_alloc(malloc(n ? n : 1));
+}
+
+void *gm_xcalloc(size_t nmemb, size_t size)
+{
+    return check_alloc(calloc(nmemb ? nmemb : 1, size ? size : 1));
+}
+
+void *gm_xrealloc(void *p, size_t n)
+{
+    return check_alloc(realloc(p, n ? n : 1));
+}
+
+char *gm_xstrdup(const char *s)
+{
+    return check_alloc(strdup(s));
+}
+
+char *gm_xstrndup(const char *s, size_t n)
+{
+    return check_alloc(strndup(s, n));
+}
+
+char *gm_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return check_alloc(s);
+}
+
+void gm_buf_init(struct gm_buf *b, size_t cap)
+{
+    memset(b, 0, sizeof(*b));
+    b->cap = cap;
+}
+
+void gm_buf_done(struct gm_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+static int buf_reserve(struct gm_buf *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+
+    if (b->cap && b->len + extra > b->cap)
+        return -ENOBUFS;
+    if (need <= b->alloc)
+        return 0;
+    size_t n = b->alloc ? b->alloc : 256;
+    while (n < need)
+        n *= 2;
+    b->data = gm_xrealloc(b->data, n);
+    b->alloc = n;
+    return 0;
+}
+
+int gm_buf_append(struct gm_buf *b, const void *p, size_t n)
+{
+    int rc = buf_reserve(b, n);
+
+    if (rc < 0)
+        return rc;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int gm_buf_printf(struct gm_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char small[512];
+
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n < sizeof(small))
+        return gm_buf_append(b, small, (size_t)n);
+    int rc = buf_reserve(b, (size_t)n);
+    if (rc < 0)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int gm_ip_parse(const char *s, struct gm_ip *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s == NULL)
+        return -EINVAL;
+    if (inet_pton(AF_INET, s, out->addr) == 1) {
+        out->family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, s, out->addr) == 1) {
+        out->family = AF_INET6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+const char *gm_ip_format(const struct gm_ip *ip, char *buf, size_t len)
+{
+    if (ip->family == 0 || inet_ntop(ip->family, ip->addr, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "-");
+    return buf;
+}
+
+bool gm_ip_equal(const struct gm_ip *a, const struct gm_ip *b)
+{
+    if (a->family != b->family)
+        return false;
+    return memcmp(a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+int gm_ipport_parse(const char *s, struct gm_ip *ip, int *port)
+{
+    char host[64];
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+
+    if (s == NULL)
+        return -EINVAL;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || strchr(s, ':') != colon)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *endp;
+    errno = 0;
+    long p = strtol(colon + 1, &endp, 10);
+    if (errno || *endp || endp == colon + 1 || p < 0 || p > 65535)
+        return -EINVAL;
+    *port = (int)p;
+    return gm_ip_parse(host, ip);
+}
+
+int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr)
+{
+    char host[64];
+    const char *slash = strchr(cidr, '/');
+    size_t hl = slash ? (size_t)(slash - cidr) : strlen(cidr);
+    struct gm_ip net;
+    long bits;
+
+    if (hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, cidr, hl);
+    host[hl] = '\0';
+    if (gm_ip_parse(host, &net) < 0)
+        return -EINVAL;
+    int max = net.family == AF_INET ? 32 : 128;
+    if (slash) {
+        char *endp;
+        bits = strtol(slash + 1, &endp, 10);
+        if (*endp || endp == slash + 1 || bits < 0 || bits > max)
+            return -EINVAL;
+    } else {
+        bits = max;
+    }
+    if (ip->family != net.family)
+        return 0;
+    for (int i = 0; i < bits; i++) {
+        int byte = i / 8, bit = 7 - i % 8;
+        if (((ip->addr[byte] >> bit) & 1) != ((net.addr[byte] >> bit) & 1))
+            return 0;
+    }
+    return 1;
+}
+
+bool gm_str_ieq(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+uint64_t gm_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

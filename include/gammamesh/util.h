@@ -1,0 +1,80 @@
+/* Small shared helpers of common/: allocation that aborts on OOM, container_of, growable
+ * arrays, IP addresses. */
+#ifndef GAMMAMESH_UTIL_H
+#define GAMMAMESH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+/* Invariant checks stay on in release builds. */
+#define GM_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            gm_panic(__FILE__, __LINE__, #cond);                                                   \
+    } while (0)
+
+_Noreturn void gm_panic(const char *file, int line, const char *what);
+
+/* Out-of-memory aborts; these never return NULL. */
+void *gm_xmalloc(size_t n);
+void *gm_xcalloc(size_t nmemb, size_t size);
+void *gm_xrealloc(void *p, size_t n);
+char *gm_xstrdup(const char *s);
+char *gm_xstrndup(const char *s, size_t n);
+/* printf into a fresh heap string (caller frees). */
+char *gm_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Grow a (pointer, count, capacity) triple so that one more element fits. */
+#define GM_VEC_PUSH(ptr, n, cap)                                                                   \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            (cap) = (cap) ? (cap) * 2 : 8;                                                         \
+            (ptr) = gm_xrealloc((ptr), (cap) * sizeof(*(ptr)));                                    \
+        }                                                                                          \
+        (n)++;                                                                                     \
+    } while (0)
+
+/* A growable byte string with a cap; append fails with -ENOBUFS past the cap. */
+struct gm_buf {
+    char *data;   /* NUL-terminated while len < cap */
+    size_t len;   /* bytes used */
+    size_t alloc; /* bytes allocated */
+    size_t cap;   /* hard limit; 0 = unlimited */
+};
+
+void gm_buf_init(struct gm_buf *b, size_t cap);
+void gm_buf_done(struct gm_buf *b);
+int gm_buf_append(struct gm_buf *b, const void *p, size_t n);
+int gm_buf_printf(struct gm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An IPv4 or IPv6 address; IPv4 is stored in the first 4 bytes. */
+struct gm_ip {
+    uint8_t family; /* AF_INET or AF_INET6; 0 = unset */
+    uint8_t addr[16];
+};
+
+/* Parse a textual IP; 0 or -EINVAL. */
+int gm_ip_parse(const char *s, struct gm_ip *out);
+/* Format into buf (at least 46 bytes); returns buf. */
+const char *gm_ip_format(const struct gm_ip *ip, char *buf, size_t len);
+bool gm_ip_equal(const struct gm_ip *a, const struct gm_ip *b);
+/* Parse "ip:port" or "[ipv6]:port"; 0 or -EINVAL. */
+int gm_ipport_parse(const char *s, struct gm_ip *ip, int *port);
+/* Does ip lie within the CIDR "a.b.c.d/len" (or a bare address)? -EINVAL when cidr is bad. */
+int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr);
+
+/* ASCII case-insensitive helpers. */
+bool gm_str_ieq(const char *a, const char *b);
+uint64_t gm_hash_str(const char *s);
+
+#endif
