@@ -122,6 +122,8 @@ struct gm_snapshot {
     size_t n_routes;
     size_t n_objects;
     struct gm_diags diags; /* what building rejected (bad regex, unknown parent, ...) */
+    gm_regex **regexes;    /* every compiled regex, freed with the snapshot */
+    size_t n_regexes, cap_regexes;
     void *owner;                  /* opaque: what keeps the objects alive (see owner_free) */
     void (*owner_free)(void *owner);
 };
