@@ -4,7 +4,9 @@
  * bounded stack of frames whose child lists are heap vectors; a closed collection is copied
  * into the arena at its exact size. Anchors are registered when their node is complete, so an
  * alias can never create a cycle. Aliases share their target and count its whole subtree
- * against the node limit, which defuses "billion laughs" documents for every tree walker. */
+ * against the node limit, which defuses "billion laughs" documents for every tree walker.
+ * Duplicate keys are kept in document order (gm_ynode_get finds the first); the object decoder
+ * rejects documents that have them, so that a broken object keeps its last good version. */
 #include "gammamesh/yaml.h"
 
 #include <errno.h>
@@ -17,7 +19,6 @@
 #define YAML_MAX_DEPTH 64
 #define YAML_MAX_NODES 100000
 #define YAML_MAX_BYTES (64u << 20)
-#define YAML_PATH_MAX 512
 
 struct frame {
     struct gm_ynode *node;  /* the MAP or SEQ being built */
@@ -33,13 +34,6 @@ struct anchor {
     size_t size; /* nodes in the subtree, alias expansions included */
 };
 
-/* A duplicate key found in the current document, reported when the document ends. */
-struct dup {
-    struct gm_loc loc;
-    char *field; /* heap */
-    char *key;   /* heap */
-};
-
 struct builder {
     struct gm_arena *a;
     const char *file; /* arena copy */
@@ -50,8 +44,6 @@ struct builder {
     struct anchor *anchors; /* open-addressing hash table, per document */
     size_t n_anchors, cap_anchors;
     struct gm_ynode *root;
-    struct dup *dups;
-    size_t n_dups, cap_dups;
     struct gm_ynode **docs;
     size_t n_docs, cap_docs;
 };
@@ -133,8 +125,9 @@ static int count_nodes(struct builder *b, size_t n, yaml_mark_t m)
 {
     if (n > YAML_MAX_NODES || b->nodes > YAML_MAX_NODES - n) {
         b->nodes = YAML_MAX_NODES + 1;
-        return fail_at(b, m, "document too large: more than 100000 nodes "
-                             "(aliases count their whole target)");
+        return fail_at(b, m,
+                       "document too large: more than 100000 nodes "
+                       "(aliases count their whole target)");
     }
     b->nodes += n;
     return 0;
@@ -209,77 +202,6 @@ static int on_open(struct builder *b, const yaml_event_t *ev, enum gm_ynode_type
     return 0;
 }
 
-/* Dotted path of the key at kids[k] of the innermost frame, built from the open frames. */
-static char *frame_path(const struct builder *b, size_t k)
-{
-    struct gm_buf p;
-
-    gm_buf_init(&p, YAML_PATH_MAX);
-    for (int i = 0; i < b->depth; i++) {
-        const struct frame *f = &b->stack[i];
-        const struct gm_ynode *key;
-        if (f->node->type == GM_YNODE_SEQ) {
-            gm_buf_printf(&p, "[%zu]", f->n);
-            continue;
-        }
-        key = i == b->depth - 1 ? f->kids[k] : f->kids[f->n - 1];
-        if (key->type != GM_YNODE_SCALAR)
-            key = NULL;
-        gm_buf_printf(&p, "%s%s", p.len ? "." : "", key ? key->str : "?");
-    }
-    char *s = p.data ? gm_xstrdup(p.data) : gm_xstrdup("");
-    gm_buf_done(&p);
-    return s;
-}
-
-struct keyref {
-    const struct gm_ynode *key;
-    size_t idx; /* position in the frame's kids */
-};
-
-static int key_cmp(const void *pa, const void *pb)
-{
-    const struct keyref *a = pa, *b = pb;
-
-    if (a->key->len != b->key->len)
-        return a->key->len < b->key->len ? -1 : 1;
-    int c = memcmp(a->key->str, b->key->str, a->key->len);
-    if (c)
-        return c;
-    return a->idx < b->idx ? -1 : a->idx > b->idx; /* equal keys keep document order */
-}
-
-static void dup_record(struct builder *b, const struct gm_ynode *key, size_t k)
-{
-    GM_VEC_PUSH(b->dups, b->n_dups, b->cap_dups);
-    struct dup *d = &b->dups[b->n_dups - 1];
-    d->loc = key->loc;
-    d->field = frame_path(b, k);
-    d->key = gm_xstrdup(key->str);
-}
-
-/* Find keys that occur twice in the innermost (map) frame; later occurrences are reported. */
-static void check_dups(struct builder *b)
-{
-    struct frame *f = &b->stack[b->depth - 1];
-    size_t nk = 0;
-    struct keyref *keys = gm_xmalloc((f->n / 2 + 1) * sizeof(*keys));
-
-    for (size_t i = 0; i + 1 < f->n; i += 2) {
-        if (f->kids[i]->type != GM_YNODE_SCALAR)
-            continue;
-        keys[nk].key = f->kids[i];
-        keys[nk++].idx = i;
-    }
-    qsort(keys, nk, sizeof(*keys), key_cmp);
-    for (size_t i = 1; i < nk; i++) {
-        const struct gm_ynode *x = keys[i].key, *y = keys[i - 1].key;
-        if (x->len == y->len && memcmp(x->str, y->str, x->len) == 0)
-            dup_record(b, x, keys[i].idx);
-    }
-    free(keys);
-}
-
 static void build_map(struct builder *b, struct frame *f)
 {
     struct gm_ynode *n = f->node;
@@ -315,7 +237,6 @@ static int on_close(struct builder *b)
     struct frame *f = &b->stack[b->depth - 1];
 
     if (f->node->type == GM_YNODE_MAP) {
-        check_dups(b);
         build_map(b, f);
     } else {
         build_seq(b, f);
@@ -333,56 +254,16 @@ static int on_close(struct builder *b)
 
 /* ---- documents ---- */
 
-static const char *label_part(const struct gm_ynode *map, const char *key)
-{
-    const struct gm_ynode *v = gm_ynode_get(map, key);
-    return v && v->type == GM_YNODE_SCALAR && !gm_ynode_is_null(v) ? v->str : NULL;
-}
-
-/* "Kind ns/name" of a Kubernetes-shaped document, for diagnostics; NULL when not one. */
-static char *doc_label(const struct gm_ynode *root)
-{
-    const char *kind = label_part(root, "kind");
-    const struct gm_ynode *meta = gm_ynode_get(root, "metadata");
-    const char *name = label_part(meta, "name");
-    const char *ns = label_part(meta, "namespace");
-
-    if (kind == NULL || name == NULL)
-        return NULL;
-    if (ns == NULL)
-        return gm_xasprintf("%s %s", kind, name);
-    return gm_xasprintf("%s %s/%s", kind, ns, name);
-}
-
-static void dups_clear(struct builder *b)
-{
-    for (size_t i = 0; i < b->n_dups; i++) {
-        free(b->dups[i].field);
-        free(b->dups[i].key);
-    }
-    b->n_dups = 0;
-}
-
 static bool root_is_empty(const struct gm_ynode *n)
 {
     return n == NULL || (n->type == GM_YNODE_SCALAR && gm_ynode_is_null(n));
 }
 
-/* A document with duplicate keys is dropped: the object it describes is rejected. */
 static void on_doc_end(struct builder *b)
 {
-    struct gm_ynode *root = b->root;
-
-    if (b->n_dups) {
-        char *label = doc_label(root);
-        for (size_t i = 0; i < b->n_dups; i++)
-            gm_diags_add(b->diags, GM_DIAG_ERROR, &b->dups[i].loc, label, b->dups[i].field,
-                         "duplicate key \"%s\"; the document is ignored", b->dups[i].key);
-        free(label);
-        dups_clear(b);
-    } else if (!root_is_empty(root)) {
+    if (!root_is_empty(b->root)) {
         GM_VEC_PUSH(b->docs, b->n_docs, b->cap_docs);
-        b->docs[b->n_docs - 1] = root;
+        b->docs[b->n_docs - 1] = b->root;
     }
     b->root = NULL;
     anchors_clear(b);
@@ -441,8 +322,9 @@ static int syntax_error(struct builder *b, const yaml_parser_t *p, const char *b
     else
         loc = mark_loc(b, p->problem_mark);
     if (p->context)
-        gm_diags_add(b->diags, GM_DIAG_ERROR, &loc, NULL, NULL, "YAML syntax error: %s %s",
-                     problem, p->context);
+        gm_diags_add(b->diags, GM_DIAG_ERROR, &loc, NULL, NULL,
+                     "YAML syntax error: %s %s starting at line %zu, column %zu", problem,
+                     p->context, p->context_mark.line + 1, p->context_mark.column + 1);
     else
         gm_diags_add(b->diags, GM_DIAG_ERROR, &loc, NULL, NULL, "YAML syntax error: %s", problem);
     return -EINVAL;
@@ -453,8 +335,6 @@ static void builder_done(struct builder *b)
     while (b->depth > 0)
         frame_free(&b->stack[--b->depth]);
     anchors_clear(b);
-    dups_clear(b);
-    free(b->dups);
     free(b->docs);
 }
 

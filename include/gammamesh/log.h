@@ -44,7 +44,7 @@
 #include <stddef.h>
 #include <time.h>
 
-/* Severity of a line, and the threshold of a subsystem: a line is written iff level <= threshold. */
+/* Severity of a line, and a subsystem's threshold: a line is written iff level <= threshold. */
 enum gm_log_level {
     GM_LOG_LEVEL_OFF = 0, /* threshold only: write nothing */
     GM_LOG_LEVEL_ERROR,   /* an operation failed and was abandoned */
@@ -96,8 +96,8 @@ static inline bool gm_log_enabled(enum gm_log_level level, const char *sub)
  * Formats and writes one line unconditionally; use the GM_LOG_* macros instead. kvfmt is the
  * key=value fragment described above (the macros prefix it with a space).
  */
-void gm_log_emit(enum gm_log_level level, const char *sub, const char *msg, const char *kvfmt,
-                 ...) __attribute__((format(printf, 4, 5)));
+void gm_log_emit(enum gm_log_level level, const char *sub, const char *msg, const char *kvfmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /*
  * Formats one line (with its newline and NUL) into buf of cap bytes, cap >= 64, using the

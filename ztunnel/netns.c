@@ -1,0 +1,211 @@
+/* Sockets inside pod network namespaces, and the pod capture rules. */
+#define _GNU_SOURCE
+#include "netns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gammamesh/log.h"
+#include "gammamesh/util.h"
+
+void zt_netns_path(const char *name_or_path, char *buf, size_t len)
+{
+    if (name_or_path[0] == '/')
+        snprintf(buf, len, "%s", name_or_path);
+    else
+        snprintf(buf, len, "/run/netns/%s", name_or_path);
+}
+
+int zt_netns_open(const char *name_or_path)
+{
+    char path[512];
+
+    if (strchr(name_or_path, '/') && name_or_path[0] != '/')
+        return -EINVAL; /* a relative path is never a netns name */
+    zt_netns_path(name_or_path, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int zt_netns_self(void)
+{
+    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static int enter(int nsfd)
+{
+    if (nsfd < 0)
+        return 0;
+    return setns(nsfd, CLONE_NEWNET) < 0 ? -errno : 0;
+}
+
+static void leave(int nsfd, int self_fd)
+{
+    /* Failing to return would leave this thread in a pod's netns: never continue. */
+    if (nsfd >= 0 && setns(self_fd, CLONE_NEWNET) < 0)
+        GM_ASSERT(!"setns back to the daemon's own netns failed");
+}
+
+static int make_socket(int family, uint32_t mark)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    if (fd < 0)
+        return -errno;
+    if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+    return fd;
+}
+
+int zt_netns_socket(int nsfd, int self_fd, int family, uint32_t mark)
+{
+    int rc = enter(nsfd);
+
+    if (rc < 0)
+        return rc;
+    int fd = make_socket(family, mark);
+    leave(nsfd, self_fd);
+    return fd;
+}
+
+int zt_netns_listener(int nsfd, int self_fd, const struct sockaddr *addr, socklen_t len,
+                      uint32_t mark)
+{
+    int one = 1, rc = enter(nsfd);
+
+    if (rc < 0)
+        return rc;
+    int fd = make_socket(addr->sa_family, mark);
+    if (fd < 0)
+        goto out;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, addr, len) < 0 || listen(fd, 511) < 0) {
+        int err = -errno;
+        close(fd);
+        fd = err;
+    }
+out:
+    leave(nsfd, self_fd);
+    return fd;
+}
+
+size_t zt_capture_rules(bool install, char *buf, size_t len)
+{
+    int n;
+
+    if (!install)
+        n = snprintf(buf, len, "table ip gammamesh\ndelete table ip gammamesh\n");
+    else
+        n = snprintf(buf, len,
+                     "table ip gammamesh\n"
+                     "delete table ip gammamesh\n"
+                     "table ip gammamesh {\n"
+                     "  chain output {\n"
+                     "    type nat hook output priority -100; policy accept;\n"
+                     "    meta mark 0x%x return\n"
+                     "    oifname \"lo\" return\n"
+                     "    ip daddr 127.0.0.0/8 return\n"
+                     "    meta l4proto tcp redirect to :15001\n"
+                     "  }\n"
+                     "  chain prerouting {\n"
+                     "    type nat hook prerouting priority -100; policy accept;\n"
+                     "    meta mark 0x%x return\n"
+                     "    iifname \"lo\" return\n"
+                     "    tcp dport 15008 return\n"
+                     "    meta l4proto tcp redirect to :15006\n"
+                     "  }\n"
+                     "}\n",
+                     ZT_MARK, ZT_MARK);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+struct apply_req {
+    uv_process_t proc;
+    uv_pipe_t in;
+    uv_write_t write;
+    char rules[2048];
+    zt_rules_cb cb;
+    void *ctx;
+    int status;
+    int closes;
+};
+
+static void on_apply_closed(uv_handle_t *h)
+{
+    struct apply_req *r = h->data;
+
+    if (--r->closes == 0) {
+        r->cb(r->ctx, r->status);
+        free(r);
+    }
+}
+
+static void on_apply_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct apply_req *r = p->data;
+
+    r->status = status == 0 && sig == 0 ? 0 : -EIO;
+    uv_close((uv_handle_t *)&r->proc, on_apply_closed);
+}
+
+static void on_rules_written(uv_write_t *w, int status)
+{
+    struct apply_req *r = w->data;
+
+    uv_close((uv_handle_t *)&r->in, on_apply_closed);
+}
+
+int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, zt_rules_cb cb,
+                     void *ctx)
+{
+    struct apply_req *r = gm_xcalloc(1, sizeof(*r));
+    char nsarg[600];
+    char *args[] = {"nsenter", nsarg, "nft", "-f", "-", NULL};
+    uv_stdio_container_t stdio[3];
+    uv_process_options_t opts = {0};
+
+    snprintf(nsarg, sizeof(nsarg), "--net=%s", netns_path);
+    size_t n = zt_capture_rules(install, r->rules, sizeof(r->rules));
+    r->cb = cb;
+    r->ctx = ctx;
+    uv_pipe_init(loop, &r->in, 0);
+    r->in.data = r;
+    r->proc.data = r;
+    r->write.data = r;
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&r->in;
+    stdio[1].flags = UV_IGNORE;
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = 2;
+    opts.file = "nsenter";
+    opts.args = args;
+    opts.stdio = stdio;
+    opts.stdio_count = 3;
+    opts.exit_cb = on_apply_exit;
+    int rc = uv_spawn(loop, &r->proc, &opts);
+    if (rc < 0) {
+        r->closes = 1;
+        r->status = rc;
+        uv_close((uv_handle_t *)&r->in, on_apply_closed);
+        return 0; /* reported through the callback, never before return */
+    }
+    r->proc.data = r;
+    r->closes = 2;
+    uv_buf_t b = uv_buf_init(r->rules, (unsigned)n);
+    rc = uv_write(&r->write, (uv_stream_t *)&r->in, &b, 1, on_rules_written);
+    if (rc < 0)
+        uv_close((uv_handle_t *)&r->in, on_apply_closed);
+    return 0;
+}
