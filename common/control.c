@@ -1,0 +1,172 @@
+/* The daemons' configuration runtime: load, watch, rebuild, publish, report. */
+#include "gammamesh/control.h"
+
+#include <errno.h>
+#include <getopt.h>
+
+#include "gammamesh/log.h"
+#include "gammamesh/snapshot_json.h"
+
+static struct gm_metric *metric(struct gm_daemon *d, const char *name, const char *help,
+                                int type)
+{
+    struct gm_metric_family *fam = NULL;
+    struct gm_metric_desc desc = {.name = name, .help = help, .type = type};
+
+    if (gm_metrics_register(gm_daemon_metrics(d), &desc, &fam) < 0)
+        return NULL;
+    return gm_metrics_get(fam, NULL);
+}
+
+static void update_metrics(struct gm_control *c)
+{
+    struct gm_diags d;
+
+    gm_diags_init(&d);
+    gm_config_store_diags(&c->store, &d);
+    if (c->current)
+        gm_diags_extend(&d, &c->current->diags);
+    gm_metrics_set(c->m_diags, (int64_t)gm_diags_errors(&d));
+    gm_diags_done(&d);
+    gm_metrics_set(c->m_objects, c->current ? (int64_t)c->current->n_objects : 0);
+    gm_metrics_add(c->m_errors, (int64_t)(c->store.load_errors_total - c->errors_seen));
+    c->errors_seen = c->store.load_errors_total;
+}
+
+static void log_new_diags(const struct gm_diags *d)
+{
+    char line[2048];
+
+    for (size_t i = 0; i < d->n; i++)
+        GM_LOG_WARN("config", "configuration problem", "problem=%s",
+                    gm_diag_format(&d->v[i], line, sizeof(line)));
+}
+
+static void rebuild(struct gm_control *c)
+{
+    struct gm_snapshot *s = gm_config_store_snapshot(&c->store, &c->opts);
+    struct gm_snapshot *old = c->current;
+
+    c->current = s;
+    c->loaded = true;
+    gm_metrics_inc(c->m_loads);
+    log_new_diags(&s->diags);
+    GM_LOG_INFO("config", "snapshot built",
+                "generation=%llu objects=%zu workloads=%zu services=%zu routes=%zu problems=%zu",
+                (unsigned long long)s->generation, s->n_objects, s->n_workloads, s->n_services,
+                s->n_routes, s->diags.n);
+    if (c->on_snapshot)
+        c->on_snapshot(c, s, c->ctx);
+    gm_snapshot_unref(old);
+}
+
+static void on_scan(void *ctx, int rc)
+{
+    struct gm_control *c = ctx;
+
+    if (c->store.load_errors_total != c->errors_seen) {
+        struct gm_diags d;
+        gm_diags_init(&d);
+        gm_config_store_diags(&c->store, &d);
+        log_new_diags(&d);
+        gm_diags_done(&d);
+    }
+    if (rc < 0 && rc != -ENOENT)
+        GM_LOG_WARN("config", "cannot read the config directory", "dir=%s error=%s",
+                    c->store.dir, uv_strerror(rc));
+    if (rc == 1 || (!c->loaded && rc == 0))
+        rebuild(c);
+    update_metrics(c);
+}
+
+int gm_control_start(struct gm_control *c, struct gm_daemon *d,
+                     const struct gm_common_settings *cs, gm_control_snapshot_cb on_snapshot,
+                     void *ctx)
+{
+    memset(c, 0, sizeof(*c));
+    c->daemon = d;
+    c->on_snapshot = on_snapshot;
+    c->ctx = ctx;
+    c->opts.trust_domain = cs->trust_domain;
+    c->opts.istio_compat = cs->istio_compat;
+    c->m_loads = metric(d, "gammamesh_config_loads_total",
+                        "Snapshots built from the configuration directory.", GM_METRIC_COUNTER);
+    c->m_errors = metric(d, "gammamesh_config_load_errors_total",
+                         "Files or objects rejected while loading configuration.",
+                         GM_METRIC_COUNTER);
+    c->m_objects = metric(d, "gammamesh_config_objects", "Objects in the current snapshot.",
+                          GM_METRIC_GAUGE);
+    c->m_diags = metric(d, "gammamesh_config_problems",
+                        "Current configuration errors (files, objects, routes).",
+                        GM_METRIC_GAUGE);
+    gm_config_store_init(&c->store, cs->config_dir);
+    on_scan(c, gm_config_store_scan(&c->store));
+    return gm_config_watch_start(&c->watch, gm_daemon_loop(d), &c->store, on_scan, c);
+}
+
+void gm_control_stop(struct gm_control *c)
+{
+    gm_config_watch_stop(&c->watch);
+}
+
+json_t *gm_control_dump(struct gm_control *c)
+{
+    struct gm_diags d;
+
+    gm_diags_init(&d);
+    gm_config_store_diags(&c->store, &d);
+    json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o}", "config_dir", c->store.dir, "loads_total",
+                          (json_int_t)c->store.loads_total, "load_errors_total",
+                          (json_int_t)c->store.load_errors_total, "config_errors",
+                          gm_diags_to_json(&d), "snapshot",
+                          c->current ? gm_snapshot_to_json(c->current) : json_null());
+    gm_diags_done(&d);
+    return o;
+}
+
+int gm_check_main(const char *prog, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"check", no_argument, NULL, 'c'},
+        {"config-dir", required_argument, NULL, 'd'},
+        {"trust-domain", required_argument, NULL, 't'},
+        {"istio-compat", no_argument, NULL, 'i'},
+        {NULL, 0, NULL, 0},
+    };
+    struct gm_snapshot_options so = {0};
+    const char *dir = NULL;
+    int opt;
+
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 't':
+            so.trust_domain = optarg;
+            break;
+        case 'i':
+            so.istio_compat = true;
+            break;
+        default:
+            goto usage;
+        }
+    }
+    if (dir == NULL || optind < argc)
+        goto usage;
+    int errors = gm_config_check(dir, &so, stdout, NULL);
+    if (errors < 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, dir, strerror(-errors));
+        return 1;
+    }
+    fprintf(stderr, "%s: %s: %d error%s\n", prog, dir, errors, errors == 1 ? "" : "s");
+    return errors ? 1 : 0;
+usage:
+    fprintf(stderr, "usage: %s --check --config-dir DIR [--trust-domain TD] [--istio-compat]\n",
+            prog);
+    return 2;
+}
