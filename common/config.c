@@ -26,8 +26,8 @@ struct gm_config_file {
     off_t size;
     struct timespec mtime;
     uint64_t hash;
-    bool seen; /* size, mtime and hash describe the latest read */
-    struct content *good; /* last good content, NULL when never read successfully */
+    bool seen;             /* size, mtime and hash describe the latest read */
+    struct content *good;  /* last good content, NULL when never read successfully */
     struct gm_diags diags; /* problems of the latest read */
 };
 

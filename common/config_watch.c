@@ -2,7 +2,7 @@
 #include "gammamesh/config_watch.h"
 
 #define DEBOUNCE_MS 50
-#define POLL_MS 1000
+#define POLL_MS     1000
 
 static void rescan(struct gm_config_watch *w)
 {

@@ -7,8 +7,7 @@
 #include "gammamesh/log.h"
 #include "gammamesh/snapshot_json.h"
 
-static struct gm_metric *metric(struct gm_daemon *d, const char *name, const char *help,
-                                int type)
+static struct gm_metric *metric(struct gm_daemon *d, const char *name, const char *help, int type)
 {
     struct gm_metric_family *fam = NULL;
     struct gm_metric_desc desc = {.name = name, .help = help, .type = type};
@@ -72,16 +71,15 @@ static void on_scan(void *ctx, int rc)
         gm_diags_done(&d);
     }
     if (rc < 0 && rc != -ENOENT)
-        GM_LOG_WARN("config", "cannot read the config directory", "dir=%s error=%s",
-                    c->store.dir, uv_strerror(rc));
+        GM_LOG_WARN("config", "cannot read the config directory", "dir=%s error=%s", c->store.dir,
+                    uv_strerror(rc));
     if (rc == 1 || (!c->loaded && rc == 0))
         rebuild(c);
     update_metrics(c);
 }
 
-int gm_control_start(struct gm_control *c, struct gm_daemon *d,
-                     const struct gm_common_settings *cs, gm_control_snapshot_cb on_snapshot,
-                     void *ctx)
+int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_common_settings *cs,
+                     gm_control_snapshot_cb on_snapshot, void *ctx)
 {
     memset(c, 0, sizeof(*c));
     c->daemon = d;
@@ -91,14 +89,13 @@ int gm_control_start(struct gm_control *c, struct gm_daemon *d,
     c->opts.istio_compat = cs->istio_compat;
     c->m_loads = metric(d, "gammamesh_config_loads_total",
                         "Snapshots built from the configuration directory.", GM_METRIC_COUNTER);
-    c->m_errors = metric(d, "gammamesh_config_load_errors_total",
-                         "Files or objects rejected while loading configuration.",
-                         GM_METRIC_COUNTER);
-    c->m_objects = metric(d, "gammamesh_config_objects", "Objects in the current snapshot.",
-                          GM_METRIC_GAUGE);
+    c->m_errors =
+        metric(d, "gammamesh_config_load_errors_total",
+               "Files or objects rejected while loading configuration.", GM_METRIC_COUNTER);
+    c->m_objects =
+        metric(d, "gammamesh_config_objects", "Objects in the current snapshot.", GM_METRIC_GAUGE);
     c->m_diags = metric(d, "gammamesh_config_problems",
-                        "Current configuration errors (files, objects, routes).",
-                        GM_METRIC_GAUGE);
+                        "Current configuration errors (files, objects, routes).", GM_METRIC_GAUGE);
     gm_config_store_init(&c->store, cs->config_dir);
     on_scan(c, gm_config_store_scan(&c->store));
     return gm_config_watch_start(&c->watch, gm_daemon_loop(d), &c->store, on_scan, c);
@@ -115,11 +112,11 @@ json_t *gm_control_dump(struct gm_control *c)
 
     gm_diags_init(&d);
     gm_config_store_diags(&c->store, &d);
-    json_t *o = json_pack("{s:s, s:I, s:I, s:o, s:o}", "config_dir", c->store.dir, "loads_total",
-                          (json_int_t)c->store.loads_total, "load_errors_total",
-                          (json_int_t)c->store.load_errors_total, "config_errors",
-                          gm_diags_to_json(&d), "snapshot",
-                          c->current ? gm_snapshot_to_json(c->current) : json_null());
+    json_t *o =
+        json_pack("{s:s, s:I, s:I, s:o, s:o}", "config_dir", c->store.dir, "loads_total",
+                  (json_int_t)c->store.loads_total, "load_errors_total",
+                  (json_int_t)c->store.load_errors_total, "config_errors", gm_diags_to_json(&d),
+                  "snapshot", c->current ? gm_snapshot_to_json(c->current) : json_null());
     gm_diags_done(&d);
     return o;
 }

@@ -45,8 +45,8 @@ static void fail(struct compile_ctx *c, const struct gm_loc *loc, const char *fi
     c->errors++;
 }
 
-static gm_regex *compile_regex(struct compile_ctx *c, const char *pattern,
-                               const struct gm_loc *loc, const char *field)
+static gm_regex *compile_regex(struct compile_ctx *c, const char *pattern, const struct gm_loc *loc,
+                               const char *field)
 {
     char err[256], msg[400];
     gm_regex *re = gm_regex_compile(pattern, err, sizeof(err));
@@ -74,8 +74,8 @@ static void resolve_target(struct compile_ctx *c, const struct gm_backend_obj_re
     t->svc_port = -1;
     if (strcmp(ref->group ? ref->group : "", "") != 0 ||
         strcmp(ref->kind ? ref->kind : "Service", "Service") != 0) {
-        t->invalid = gm_arena_printf(a, "unsupported backend kind %s/%s (InvalidKind)",
-                                     ref->group, ref->kind);
+        t->invalid = gm_arena_printf(a, "unsupported backend kind %s/%s (InvalidKind)", ref->group,
+                                     ref->kind);
         return;
     }
     const struct gm_svc *svc = gm_snapshot_service(c->s, t->namespace, t->name);
@@ -85,8 +85,8 @@ static void resolve_target(struct compile_ctx *c, const struct gm_backend_obj_re
         return;
     }
     if (ref->port < 0) {
-        t->invalid = gm_arena_printf(a, "backend Service %s/%s needs a port", t->namespace,
-                                     t->name);
+        t->invalid =
+            gm_arena_printf(a, "backend Service %s/%s needs a port", t->namespace, t->name);
         return;
     }
     int idx = gm_svc_port_index(svc, ref->port);
@@ -304,8 +304,10 @@ static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m,
     if (strcmp(p->kind, "Gateway") == 0 && strcmp(p->group, GW_GROUP) == 0)
         return false; /* ingress attachment: not this data plane's job */
     if (strcmp(p->kind, "Service") != 0 || strcmp(p->group, "") != 0) {
-        snprintf(msg, sizeof(msg), "parentRef kind %s/%s is not supported (use group \"\", kind "
-                 "Service)", p->group, p->kind);
+        snprintf(msg, sizeof(msg),
+                 "parentRef kind %s/%s is not supported (use group \"\", kind "
+                 "Service)",
+                 p->group, p->kind);
         warn(c, &p->loc, field, msg);
         return false;
     }
@@ -317,9 +319,8 @@ static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m,
         return false;
     }
     size_t si = (size_t)(svc - c->s->services);
-    const char *consumer = strcmp(c->route->meta.namespace, svc->namespace) == 0
-                               ? NULL
-                               : c->route->meta.namespace;
+    const char *consumer =
+        strcmp(c->route->meta.namespace, svc->namespace) == 0 ? NULL : c->route->meta.namespace;
     bool any = false;
     for (size_t k = 0; k < svc->n_ports; k++) {
         if (!port_selected(p, &svc->ports[k]))
@@ -328,8 +329,10 @@ static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m,
         any = true;
     }
     if (!any) {
-        snprintf(msg, sizeof(msg), "Service %s/%s has no port matching this parentRef "
-                 "(NoMatchingParent)", svc->namespace, svc->name);
+        snprintf(msg, sizeof(msg),
+                 "Service %s/%s has no port matching this parentRef "
+                 "(NoMatchingParent)",
+                 svc->namespace, svc->name);
         warn(c, &p->loc, field, msg);
     }
     return any;
@@ -342,8 +345,7 @@ static int cmp_match_ptr(const void *a, const void *b)
     return gm_cmatch_cmp(*(struct gm_cmatch *const *)a, *(struct gm_cmatch *const *)b);
 }
 
-static void finish_table(struct gm_snapshot *s, struct table_builder *tb,
-                         struct gm_route_table *t)
+static void finish_table(struct gm_snapshot *s, struct table_builder *tb, struct gm_route_table *t)
 {
     qsort(tb->v, tb->n, sizeof(*tb->v), cmp_match_ptr);
     t->v = GM_ARENA_ARRAY(&s->arena, struct gm_cmatch *, tb->n + 1);

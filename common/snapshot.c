@@ -7,11 +7,11 @@
 
 #include "snapshot_int.h"
 
-#define ROOT_NAMESPACE "gammamesh-system"
+#define ROOT_NAMESPACE       "gammamesh-system"
 #define ISTIO_ROOT_NAMESPACE "istio-system"
 
-static const char *label(const struct gm_snapshot *s, const struct gm_kvs *labels,
-                         const char *ours, const char *istio)
+static const char *label(const struct gm_snapshot *s, const struct gm_kvs *labels, const char *ours,
+                         const char *istio)
 {
     const char *v = gm_kvs_get(labels, ours);
 
@@ -41,8 +41,7 @@ static int cmp_ns(const void *a, const void *b)
                   ((const struct gm_namespace_info *)b)->name);
 }
 
-const struct gm_namespace_info *gm_snapshot_namespace(const struct gm_snapshot *s,
-                                                      const char *name)
+const struct gm_namespace_info *gm_snapshot_namespace(const struct gm_snapshot *s, const char *name)
 {
     struct gm_namespace_info key = {.name = name};
 
@@ -58,8 +57,8 @@ static void build_namespaces(struct gm_snapshot *s, const struct gm_object *cons
     size_t nv = 0;
 
     for (size_t i = 0; i < n; i++) {
-        const char *name = objs[i]->kind == GM_KIND_NAMESPACE ? objs[i]->meta.name
-                                                              : objs[i]->meta.namespace;
+        const char *name =
+            objs[i]->kind == GM_KIND_NAMESPACE ? objs[i]->meta.name : objs[i]->meta.namespace;
         bool found = false;
         for (size_t j = 0; j < nv && !found; j++) {
             if (strcmp(v[j].name, name) == 0) {
@@ -100,8 +99,8 @@ const char *gm_snapshot_identity(struct gm_snapshot *s, const char *ns, const ch
 static bool pod_enrolled(const struct gm_snapshot *s, const struct gm_object *o)
 {
     const struct gm_namespace_info *ns = gm_snapshot_namespace(s, o->meta.namespace);
-    const char *mode = label(s, &o->meta.labels, GM_LABEL_DATAPLANE_MODE,
-                             GM_ISTIO_LABEL_DATAPLANE_MODE);
+    const char *mode =
+        label(s, &o->meta.labels, GM_LABEL_DATAPLANE_MODE, GM_ISTIO_LABEL_DATAPLANE_MODE);
 
     if (o->pod.host_network)
         return false;
@@ -183,8 +182,7 @@ const struct gm_workload *gm_snapshot_workload_by_ip(const struct gm_snapshot *s
     return NULL;
 }
 
-const struct gm_workload *gm_snapshot_workload_by_uid(const struct gm_snapshot *s,
-                                                      const char *uid)
+const struct gm_workload *gm_snapshot_workload_by_uid(const struct gm_snapshot *s, const char *uid)
 {
     for (size_t i = 0; i < s->n_workloads; i++)
         if (strcmp(s->workloads[i].uid, uid) == 0)
@@ -307,8 +305,8 @@ static void build_endpoints(struct gm_snapshot *s, struct gm_svc *svc)
 static void resolve_service_waypoint(struct gm_snapshot *s, struct gm_svc *svc)
 {
     const struct gm_namespace_info *ns = gm_snapshot_namespace(s, svc->namespace);
-    const char *wp = label(s, &svc->obj->meta.labels, GM_LABEL_USE_WAYPOINT,
-                           GM_ISTIO_LABEL_USE_WAYPOINT);
+    const char *wp =
+        label(s, &svc->obj->meta.labels, GM_LABEL_USE_WAYPOINT, GM_ISTIO_LABEL_USE_WAYPOINT);
 
     if (wp == NULL && ns)
         wp = ns->use_waypoint;
@@ -393,8 +391,7 @@ int gm_svc_port_index(const struct gm_svc *svc, int port)
 }
 
 const struct gm_svc *gm_snapshot_service_by_vip(const struct gm_snapshot *s,
-                                                const struct gm_ip *vip, int port,
-                                                int *port_index)
+                                                const struct gm_ip *vip, int port, int *port_index)
 {
     for (size_t i = 0; i < s->n_by_vip; i++) {
         const struct gm_svc *svc = s->by_vip[i];
@@ -495,12 +492,10 @@ struct gm_snapshot *gm_snapshot_build(const struct gm_object *const *objs, size_
     s->owner = owner;
     s->owner_free = owner_free;
     s->n_objects = n;
-    s->opts.trust_domain =
-        gm_arena_strdup(&s->arena, opts && opts->trust_domain ? opts->trust_domain
-                                                              : "cluster.local");
-    s->opts.cluster_domain =
-        gm_arena_strdup(&s->arena, opts && opts->cluster_domain ? opts->cluster_domain
-                                                                : "cluster.local");
+    s->opts.trust_domain = gm_arena_strdup(
+        &s->arena, opts && opts->trust_domain ? opts->trust_domain : "cluster.local");
+    s->opts.cluster_domain = gm_arena_strdup(
+        &s->arena, opts && opts->cluster_domain ? opts->cluster_domain : "cluster.local");
     s->opts.istio_compat = opts && opts->istio_compat;
 
     build_namespaces(s, objs, n);

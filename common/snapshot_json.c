@@ -20,13 +20,13 @@ json_t *gm_diags_to_json(const struct gm_diags *d)
     for (size_t i = 0; i < d->n; i++) {
         const struct gm_diag *g = &d->v[i];
         char line[2048];
-        json_array_append_new(
-            arr, json_pack("{s:s, s:o, s:i, s:i, s:o, s:o, s:s, s:s}", "severity",
-                           g->severity == GM_DIAG_ERROR ? "error" : "warning", "file",
-                           str_or_null(g->file), "line", g->line, "col", g->col, "object",
-                           str_or_null(g->object), "field", str_or_null(g->field), "reason",
-                           g->reason ? g->reason : "", "message",
-                           gm_diag_format(g, line, sizeof(line))));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:o, s:i, s:i, s:o, s:o, s:s, s:s}", "severity",
+                                        g->severity == GM_DIAG_ERROR ? "error" : "warning", "file",
+                                        str_or_null(g->file), "line", g->line, "col", g->col,
+                                        "object", str_or_null(g->object), "field",
+                                        str_or_null(g->field), "reason", g->reason ? g->reason : "",
+                                        "message", gm_diag_format(g, line, sizeof(line))));
     }
     return arr;
 }
@@ -36,13 +36,13 @@ static json_t *workload_json(const struct gm_workload *w)
     json_t *pols = json_array();
 
     for (size_t i = 0; i < w->n_policies; i++)
-        json_array_append_new(pols, json_sprintf("%s/%s", w->policies[i]->meta.namespace,
-                                                 w->policies[i]->meta.name));
+        json_array_append_new(
+            pols, json_sprintf("%s/%s", w->policies[i]->meta.namespace, w->policies[i]->meta.name));
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:o, s:b, s:b, s:o, s:o}", "name", w->name,
                      "namespace", w->namespace, "uid", w->uid, "ip", ip_json(&w->ip), "node",
-                     str_or_null(w->node), "identity", w->identity, "netns",
-                     str_or_null(w->netns), "ready", w->ready, "enrolled", w->enrolled,
-                     "waypoint_of", str_or_null(w->waypoint_name), "policies", pols);
+                     str_or_null(w->node), "identity", w->identity, "netns", str_or_null(w->netns),
+                     "ready", w->ready, "enrolled", w->enrolled, "waypoint_of",
+                     str_or_null(w->waypoint_name), "policies", pols);
 }
 
 static json_t *table_json(const struct gm_route_table *t)
@@ -52,11 +52,10 @@ static json_t *table_json(const struct gm_route_table *t)
     for (size_t i = 0; i < t->n; i++) {
         const struct gm_cmatch *m = t->v[i];
         const struct gm_object *r = m->rule->route;
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:o, s:i}", "namespace",
-                                             r->meta.namespace, "route", r->meta.name, "rule",
-                                             (int)m->rule->index, "rule_name",
-                                             str_or_null(m->rule->name), "match",
-                                             (int)m->match_index));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:i, s:o, s:i}", "namespace", r->meta.namespace, "route",
+                           r->meta.name, "rule", (int)m->rule->index, "rule_name",
+                           str_or_null(m->rule->name), "match", (int)m->match_index));
     }
     return arr;
 }
@@ -91,9 +90,9 @@ static json_t *service_json(const struct gm_svc *svc)
                                              ip_json(&e->w->ip), "target_ports", tp));
     }
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:b, s:o}", "name", svc->name, "namespace",
-                     svc->namespace, "hostname", svc->hostname, "vip", ip_json(&svc->vip),
-                     "ports", ports, "endpoints", eps, "has_waypoint", svc->waypoint != NULL,
-                     "use_waypoint", str_or_null(svc->use_waypoint));
+                     svc->namespace, "hostname", svc->hostname, "vip", ip_json(&svc->vip), "ports",
+                     ports, "endpoints", eps, "has_waypoint", svc->waypoint != NULL, "use_waypoint",
+                     str_or_null(svc->use_waypoint));
 }
 
 static json_t *waypoint_json(const struct gm_waypoint *wp)
@@ -132,10 +131,9 @@ json_t *gm_snapshot_to_json(const struct gm_snapshot *s)
     for (size_t i = 0; i < s->n_waypoints; i++)
         json_array_append_new(wps, waypoint_json(&s->waypoints[i]));
     return json_pack("{s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "generation",
-                     (json_int_t)s->generation, "objects", (json_int_t)s->n_objects,
-                     "trust_domain", s->opts.trust_domain, "namespaces", nss, "workloads", wls,
-                     "services", svcs, "waypoints", wps, "policies",
-                     object_names(s->policies, s->n_policies), "routes",
-                     object_names(s->routes, s->n_routes), "diagnostics",
+                     (json_int_t)s->generation, "objects", (json_int_t)s->n_objects, "trust_domain",
+                     s->opts.trust_domain, "namespaces", nss, "workloads", wls, "services", svcs,
+                     "waypoints", wps, "policies", object_names(s->policies, s->n_policies),
+                     "routes", object_names(s->routes, s->n_routes), "diagnostics",
                      gm_diags_to_json(&s->diags));
 }

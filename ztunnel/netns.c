@@ -1,5 +1,4 @@
 /* Sockets inside pod network namespaces, and the pod capture rules. */
-#define _GNU_SOURCE
 #include "netns.h"
 
 #include <errno.h>

@@ -18,13 +18,13 @@ enum zt_plan_kind {
 
 struct zt_plan {
     enum zt_plan_kind kind;
-    const char *reason;               /* REFUSE: why; otherwise a short description */
-    struct gm_ip connect_ip;          /* where the TCP connection goes */
-    int connect_port;                 /* 15008 for HBONE, else the destination port */
-    char authority[64];               /* HBONE: "ip:port" (IPv6 in brackets) */
-    const char *expected_identity;    /* HBONE: the peer identity to require */
-    const struct gm_svc *svc;         /* the Service addressed, or NULL */
-    const struct gm_workload *dst;    /* the destination workload, or NULL (waypoint / unknown) */
+    const char *reason;                 /* REFUSE: why; otherwise a short description */
+    struct gm_ip connect_ip;            /* where the TCP connection goes */
+    int connect_port;                   /* 15008 for HBONE, else the destination port */
+    char authority[64];                 /* HBONE: "ip:port" (IPv6 in brackets) */
+    const char *expected_identity;      /* HBONE: the peer identity to require */
+    const struct gm_svc *svc;           /* the Service addressed, or NULL */
+    const struct gm_workload *dst;      /* the destination workload, or NULL (waypoint / unknown) */
     const struct gm_waypoint *waypoint; /* set when handed to a waypoint */
 };
 

@@ -22,7 +22,7 @@ char *gm_arena_strndup(struct gm_arena *a, const char *s, size_t n);
 char *gm_arena_printf(struct gm_arena *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define GM_ARENA_NEW(a, type) ((type *)gm_arena_alloc((a), sizeof(type)))
+#define GM_ARENA_NEW(a, type)      ((type *)gm_arena_alloc((a), sizeof(type)))
 #define GM_ARENA_ARRAY(a, type, n) ((type *)gm_arena_alloc((a), sizeof(type) * (n)))
 
 #endif

@@ -34,9 +34,8 @@ struct gm_control {
 /* Load the directory now (so readiness can be decided at once), build the first snapshot, start
  * watching. on_snapshot runs for the first snapshot before this returns. 0 or -errno (a missing
  * directory is not an error: the watch picks it up when it appears). */
-int gm_control_start(struct gm_control *c, struct gm_daemon *d,
-                     const struct gm_common_settings *cs, gm_control_snapshot_cb on_snapshot,
-                     void *ctx);
+int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_common_settings *cs,
+                     gm_control_snapshot_cb on_snapshot, void *ctx);
 void gm_control_stop(struct gm_control *c);
 /* {"snapshot": …, "config_errors": […], "config_dir": …, "loads_total": …} (new object). */
 json_t *gm_control_dump(struct gm_control *c);

@@ -20,7 +20,7 @@ enum gm_diag_severity {
 
 struct gm_diag {
     enum gm_diag_severity severity;
-    char *file;   /* owned */
+    char *file; /* owned */
     int line, col;
     char *object; /* owned; "HTTPRoute ns/name" or NULL */
     char *field;  /* owned; "spec.rules[0].matches[1].path.value" or NULL */

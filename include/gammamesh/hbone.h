@@ -144,10 +144,11 @@ struct gm_hbone_stream_stats {
 
 /* Per-connection counters. */
 struct gm_hbone_conn_stats {
-    uint64_t bytes_in;       /* ciphertext read from the socket (plaintext in memory mode) */
-    uint64_t bytes_out;      /* ciphertext written to the socket (plaintext in memory mode) */
+    uint64_t bytes_in;       /* HTTP/2 bytes received (decrypted) */
+    uint64_t bytes_out;      /* HTTP/2 bytes sent (before encryption) */
     uint32_t streams_total;  /* streams opened or accepted so far */
     uint32_t streams_active; /* streams not yet closed */
+    size_t out_queued;       /* ciphertext queued to the socket, not yet written */
 };
 
 /* Connection callbacks; ctx is the pointer given at creation. Any may be NULL. */
@@ -335,8 +336,9 @@ typedef void (*gm_hbone_sink_cb)(void *sink_ctx, const uint8_t *p, size_t n);
 
 /*
  * Creates a connection whose HTTP/2 session runs over memory instead of TLS: output goes to
- * sink, input comes from gm_hbone_conn_feed(). The handshake counts as done at once
- * (on_handshake runs from the loop). Timers run on loop as usual. Same lifetime rules.
+ * sink (from the loop, or inside gm_hbone_conn_feed()), input comes from gm_hbone_conn_feed().
+ * There is no TLS handshake and on_handshake is not called. Timers run on loop as usual. Same
+ * lifetime rules as the other connections.
  */
 int gm_hbone_conn_new_mem(uv_loop_t *loop, bool server, const struct gm_hbone_settings *settings,
                           const struct gm_hbone_conn_cbs *cbs, void *ctx, gm_hbone_sink_cb sink,

@@ -35,6 +35,9 @@
 #define GM_CERT_BACKOFF_MIN      1                 /* first retry after a failed issue, s */
 #define GM_CERT_BACKOFF_MAX      60                /* retry interval cap, s */
 
+/* Seconds since the epoch; injectable so tests can move time. */
+typedef int64_t (*gm_clock_fn)(void *arg);
+
 /* ---- certificates ---- */
 
 /* Read-only after creation; take references with gm_cert_ref. */
@@ -58,7 +61,7 @@ void gm_cert_unref(struct gm_cert *c);
  * frees; *len, if non-NULL, gets its length). No key material. 0 or -ENOMEM. */
 int gm_cert_to_pem(const struct gm_cert *c, char **out, size_t *len);
 /* The private key as unencrypted PKCS#8 PEM, same conventions. For tools writing key files;
- * never log it. 0 or -ENOMEM. */
+ * never log it, and OPENSSL_cleanse() it before free(). 0 or -ENOMEM. */
 int gm_cert_key_to_pem(const struct gm_cert *c, char **out, size_t *len);
 
 /* ---- provider interface ---- */
@@ -120,6 +123,13 @@ int gm_signer_new_self_signed(const char *trust_domain, struct gm_signer **out);
 /* Accepts NULL. */
 void gm_signer_free(struct gm_signer *s);
 
+/* The signer's CA as PEM that gm_signer_new_from_pem() reloads: *cert_pem is the signing CA,
+ * then the intermediates and roots of its bundle; *key_pem the CA key as unencrypted PKCS#8.
+ * Fresh heap strings the caller frees (OPENSSL_cleanse() the key first). For tools that write a
+ * CA for daemons to share (the lab, benches) and for tests; never log the key. 0 or -ENOMEM. */
+int gm_signer_ca_to_pem(const struct gm_signer *s, char **cert_pem, size_t *cert_len,
+                        char **key_pem, size_t *key_len);
+
 /*
  * Mint a fresh P-256 key and a leaf for spiffe_id (which must be in the signer's trust domain)
  * valid from now - GM_CERT_BACKDATE to now + lifetime_s (0 = 24 h; capped at the CA's own
@@ -128,13 +138,14 @@ void gm_signer_free(struct gm_signer *s);
  */
 int gm_signer_issue(struct gm_signer *s, const char *spiffe_id, int64_t lifetime_s,
                     struct gm_cert **out);
+/* Take "now" from clock(arg) instead of the wall clock (tests; NULL restores the wall clock).
+ * Call before the signer is shared. */
+void gm_signer_set_clock(struct gm_signer *s, gm_clock_fn clock, void *arg);
 /* The signer as a provider (owned by the signer; ops->free frees the signer). */
 struct gm_identity_provider *gm_signer_provider(struct gm_signer *s);
 
 /* ---- the per-identity cache ---- */
 
-/* Seconds since the epoch, for injecting a clock into the cache. */
-typedef int64_t (*gm_clock_fn)(void *arg);
 /* Told when identity got a new certificate (status 0) or an issue failed (negative errno). */
 typedef void (*gm_cert_cache_cb)(void *arg, const char *identity, int status);
 
@@ -143,7 +154,8 @@ struct gm_cert_cache_opts {
     size_t max_identities;    /* 0 = 4096; more fail with -ENOSPC */
     gm_clock_fn clock;        /* NULL = the wall clock */
     void *clock_arg;
-    gm_cert_cache_cb on_update; /* optional; runs on the cache's thread */
+    gm_cert_cache_cb on_update; /* optional; runs on the cache's thread, possibly inside get or
+                                 * tick: it must not call gm_cert_cache_forget or _free */
     void *on_update_arg;
 };
 
@@ -160,8 +172,9 @@ void gm_cert_cache_free(struct gm_cert_cache *c);
 /*
  * A reference to a valid certificate for spiffe_id in *out (caller unrefs). On a miss (or when
  * the cached one expired) it issues one; the local signer answers at once. 0; -EAGAIN while an
- * asynchronous issue is in flight (on_update tells when it lands); -EINVAL for a bad ID; -ENOSPC
- * past max_identities; or the last issue error while backing off without a valid certificate.
+ * asynchronous issue is in flight (on_update tells when it lands); -EINVAL for a bad ID; -EPERM
+ * for an ID outside the provider's trust domain; -ENOSPC past max_identities; or the last issue
+ * error while backing off without a valid certificate.
  */
 int gm_cert_cache_get(struct gm_cert_cache *c, const char *spiffe_id, struct gm_cert **out);
 

@@ -96,10 +96,10 @@ bool gm_pod_is_ready(const struct gm_pod *p);
 struct gm_service_port {
     char *name; /* NULL when unnamed */
     int port;
-    char *protocol;          /* "TCP" by default */
-    char *app_protocol;      /* NULL when absent */
-    int target_port;         /* numeric targetPort; defaults to port; -1 when named */
-    char *target_port_name;  /* named targetPort or NULL */
+    char *protocol;         /* "TCP" by default */
+    char *app_protocol;     /* NULL when absent */
+    int target_port;        /* numeric targetPort; defaults to port; -1 when named */
+    char *target_port_name; /* named targetPort or NULL */
     struct gm_loc loc;
 };
 
@@ -131,9 +131,9 @@ struct gm_gateway {
 /* ---- HTTPRoute ---- */
 
 struct gm_parent_ref {
-    char *group;        /* "gateway.networking.k8s.io" when absent */
-    char *kind;         /* "Gateway" when absent */
-    char *namespace;    /* the route's namespace when absent */
+    char *group;     /* "gateway.networking.k8s.io" when absent */
+    char *kind;      /* "Gateway" when absent */
+    char *namespace; /* the route's namespace when absent */
     char *name;
     char *section_name; /* NULL when absent */
     int port;           /* -1 when absent */
@@ -194,8 +194,8 @@ struct gm_redirect {
     char *scheme;   /* NULL: the request's scheme */
     char *hostname; /* NULL: from the Host header */
     struct gm_path_mod path;
-    int port;       /* -1 when absent */
-    int status;     /* 302 when absent */
+    int port;   /* -1 when absent */
+    int status; /* 302 when absent */
 };
 
 struct gm_rewrite {
@@ -204,8 +204,8 @@ struct gm_rewrite {
 };
 
 struct gm_backend_obj_ref {
-    char *group;     /* "" when absent (core) */
-    char *kind;      /* "Service" when absent */
+    char *group; /* "" when absent (core) */
+    char *kind;  /* "Service" when absent */
     char *name;
     char *namespace; /* the route's namespace when absent */
     int port;        /* -1 when absent */
@@ -214,7 +214,7 @@ struct gm_backend_obj_ref {
 
 struct gm_mirror {
     struct gm_backend_obj_ref backend;
-    int percent;                  /* 0..100; 100 when neither percent nor fraction is set */
+    int percent;                    /* 0..100; 100 when neither percent nor fraction is set */
     int fraction_num, fraction_den; /* -1 when absent */
 };
 
@@ -275,14 +275,14 @@ struct gm_timeouts {
 
 struct gm_retry {
     bool present;
-    int attempts;       /* -1 when absent */
+    int attempts; /* -1 when absent */
     int *codes;
     size_t n_codes;
     int64_t backoff_ms; /* -1 when absent */
 };
 
 struct gm_route_rule {
-    char *name; /* NULL when absent */
+    char *name;                    /* NULL when absent */
     struct gm_http_match *matches; /* one default PathPrefix "/" match when absent */
     size_t n_matches;
     struct gm_filter *filters;

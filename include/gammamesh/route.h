@@ -64,7 +64,7 @@ struct gm_crule {
 };
 
 struct gm_cvalue {
-    const char *name;  /* header names lower-cased; query names as written */
+    const char *name; /* header names lower-cased; query names as written */
     enum gm_value_match type;
     const char *value;
     gm_regex *re; /* REGEX only */
@@ -72,7 +72,7 @@ struct gm_cvalue {
 
 struct gm_cmatch {
     const struct gm_crule *rule;
-    size_t match_index;            /* index in rules[].matches */
+    size_t match_index; /* index in rules[].matches */
     enum gm_path_match path_type;
     const char *path; /* PathPrefix: trailing '/' removed ("/" stays "/") */
     size_t path_len;

@@ -15,13 +15,13 @@
 #include "gammamesh/objects.h"
 #include "gammamesh/route.h"
 
-#define GM_LABEL_DATAPLANE_MODE "gammamesh.io/dataplane-mode"
-#define GM_LABEL_USE_WAYPOINT "gammamesh.io/use-waypoint"
+#define GM_LABEL_DATAPLANE_MODE       "gammamesh.io/dataplane-mode"
+#define GM_LABEL_USE_WAYPOINT         "gammamesh.io/use-waypoint"
 #define GM_ISTIO_LABEL_DATAPLANE_MODE "istio.io/dataplane-mode"
-#define GM_ISTIO_LABEL_USE_WAYPOINT "istio.io/use-waypoint"
-#define GM_LABEL_GATEWAY_NAME "gateway.networking.k8s.io/gateway-name"
-#define GM_ANNOTATION_NETNS "gammamesh.io/netns"
-#define GM_WAYPOINT_CLASS "gammamesh-waypoint"
+#define GM_ISTIO_LABEL_USE_WAYPOINT   "istio.io/use-waypoint"
+#define GM_LABEL_GATEWAY_NAME         "gateway.networking.k8s.io/gateway-name"
+#define GM_ANNOTATION_NETNS           "gammamesh.io/netns"
+#define GM_WAYPOINT_CLASS             "gammamesh-waypoint"
 
 struct gm_waypoint;
 
@@ -43,8 +43,8 @@ struct gm_workload {
     const char *netns;    /* gammamesh.io/netns annotation or NULL */
     struct gm_ip ip;      /* family 0 when the pod has no IP yet */
     bool ready;
-    bool enrolled;             /* pod label beats namespace label; waypoints never */
-    const char *waypoint_name; /* this pod IS the waypoint of that Gateway (same ns) */
+    bool enrolled;                     /* pod label beats namespace label; waypoints never */
+    const char *waypoint_name;         /* this pod IS the waypoint of that Gateway (same ns) */
     const struct gm_object **policies; /* AuthorizationPolicies that apply to it */
     size_t n_policies;
 };
@@ -80,15 +80,15 @@ struct gm_svc {
     size_t n_ports;
     struct gm_endpoint *endpoints; /* ready pods selected by the selector, sorted by IP */
     size_t n_endpoints;
-    const char *use_waypoint;            /* service label beats namespace label */
-    const struct gm_waypoint *waypoint;  /* resolved, or NULL when absent or not found */
+    const char *use_waypoint;           /* service label beats namespace label */
+    const struct gm_waypoint *waypoint; /* resolved, or NULL when absent or not found */
 };
 
 struct gm_waypoint {
     const char *name;
     const char *namespace;
     const struct gm_object *gateway;
-    const char *identity; /* spiffe://<td>/ns/<ns>/sa/<name> */
+    const char *identity;            /* spiffe://<td>/ns/<ns>/sa/<name> */
     const struct gm_workload **pods; /* ready waypoint pods */
     size_t n_pods;
 };
@@ -124,7 +124,7 @@ struct gm_snapshot {
     struct gm_diags diags; /* what building rejected (bad regex, unknown parent, ...) */
     gm_regex **regexes;    /* every compiled regex, freed with the snapshot */
     size_t n_regexes, cap_regexes;
-    void *owner;                  /* opaque: what keeps the objects alive (see owner_free) */
+    void *owner; /* opaque: what keeps the objects alive (see owner_free) */
     void (*owner_free)(void *owner);
 };
 
@@ -141,16 +141,14 @@ void gm_snapshot_unref(struct gm_snapshot *s);
 
 const struct gm_workload *gm_snapshot_workload_by_ip(const struct gm_snapshot *s,
                                                      const struct gm_ip *ip);
-const struct gm_workload *gm_snapshot_workload_by_uid(const struct gm_snapshot *s,
-                                                      const char *uid);
+const struct gm_workload *gm_snapshot_workload_by_uid(const struct gm_snapshot *s, const char *uid);
 const struct gm_workload *gm_snapshot_workload(const struct gm_snapshot *s, const char *ns,
                                                const char *name);
 const struct gm_svc *gm_snapshot_service(const struct gm_snapshot *s, const char *ns,
                                          const char *name);
 /* Service with this VIP that has port; *port_index set to the port's index. */
 const struct gm_svc *gm_snapshot_service_by_vip(const struct gm_snapshot *s,
-                                                const struct gm_ip *vip, int port,
-                                                int *port_index);
+                                                const struct gm_ip *vip, int port, int *port_index);
 /* Resolve `name` (in client_ns), `name.ns`, `name.ns.svc`, `name.ns.svc.<cluster-domain>`. */
 const struct gm_svc *gm_snapshot_service_by_host(const struct gm_snapshot *s, const char *host,
                                                  const char *client_ns);

@@ -13,7 +13,7 @@
 #define GM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 /* Invariant checks stay on in release builds. */
@@ -38,7 +38,7 @@ char *gm_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define GM_VEC_PUSH(ptr, n, cap)                                                                   \
     do {                                                                                           \
         if ((n) == (cap)) {                                                                        \
-            (cap) = (cap) ? (cap) * 2 : 8;                                                         \
+            (cap) = (cap) ? (cap)*2 : 8;                                                           \
             (ptr) = gm_xrealloc((ptr), (cap) * sizeof(*(ptr)));                                    \
         }                                                                                          \
         (n)++;                                                                                     \

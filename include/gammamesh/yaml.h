@@ -27,11 +27,11 @@ struct gm_ypair {
 struct gm_ynode {
     enum gm_ynode_type type;
     struct gm_loc loc;
-    bool plain;  /* scalar was unquoted (so `null`, `~`, `true`, numbers are special) */
-    char *str;   /* scalar text, NUL-terminated */
-    size_t len;  /* scalar length */
+    bool plain; /* scalar was unquoted (so `null`, `~`, `true`, numbers are special) */
+    char *str;  /* scalar text, NUL-terminated */
+    size_t len; /* scalar length */
     union {
-        struct gm_ypair *pairs; /* MAP */
+        struct gm_ypair *pairs;  /* MAP */
         struct gm_ynode **items; /* SEQ */
     };
     size_t n; /* pairs or items */

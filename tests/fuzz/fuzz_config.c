@@ -22,9 +22,11 @@ static void select_some(const struct gm_snapshot *s)
             if (t == NULL)
                 continue;
             for (size_t k = 0; k < GM_ARRAY_LEN(paths); k++) {
-                struct gm_req_view r = {.method = "GET", .path = paths[k],
+                struct gm_req_view r = {.method = "GET",
+                                        .path = paths[k],
                                         .path_len = strcspn(paths[k], "?"),
-                                        .headers = hdrs, .n_headers = 2};
+                                        .headers = hdrs,
+                                        .n_headers = 2};
                 if (paths[k][r.path_len] == '?') {
                     r.query = paths[k] + r.path_len + 1;
                     r.query_len = strlen(r.query);

@@ -79,8 +79,8 @@ static void test_workloads(void)
     build(&b, BASE);
     const struct gm_workload *a = gm_snapshot_workload(b.s, "ns1", "a");
     CHECK(a != NULL);
-    CHECK(a->enrolled);   /* namespace label */
-    CHECK(a->ready);      /* no conditions, has an IP */
+    CHECK(a->enrolled); /* namespace label */
+    CHECK(a->ready);    /* no conditions, has an IP */
     CHECK_EQ_STR(a->identity, "spiffe://cluster.local/ns/ns1/sa/sa-a");
     CHECK_EQ_STR(a->uid, "u-a");
     const struct gm_workload *w = gm_snapshot_workload(b.s, "ns1", "b");
@@ -187,9 +187,8 @@ static void test_routes(void)
     size_t regex_errors = 0, parent_warnings = 0;
     for (size_t i = 0; i < b.s->diags.n; i++) {
         const struct gm_diag *d = &b.s->diags.v[i];
-        if (d->severity == GM_DIAG_ERROR && strstr(d->reason, "regular expression") &&
-            d->field && strcmp(d->field, "spec.rules[0].matches[0].path.value") == 0 &&
-            d->line > 0)
+        if (d->severity == GM_DIAG_ERROR && strstr(d->reason, "regular expression") && d->field &&
+            strcmp(d->field, "spec.rules[0].matches[0].path.value") == 0 && d->line > 0)
             regex_errors++;
         if (d->severity == GM_DIAG_WARNING && strstr(d->reason, "ns1/missing"))
             parent_warnings++;

@@ -26,33 +26,43 @@ static struct gm_snapshot *build(const char *yaml)
 }
 
 #define POD(ns, name, ip, labels, sa)                                                              \
-    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: " ns ", labels: "      \
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: " ns ", labels: "       \
     "{" labels "}}\nspec: {nodeName: n1, serviceAccountName: " sa "}\nstatus: {podIP: " ip "}\n"
 
 static const char *MESH =
     "apiVersion: v1\nkind: Namespace\nmetadata: {name: m, labels: {gammamesh.io/dataplane-mode: "
     "ambient}}\n"
-    "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n" POD(
-        "m", "client", "10.0.0.1", "app: client", "client")
-        POD("m", "srv-1", "10.0.0.2", "app: srv", "srv") POD("m", "srv-2", "10.0.0.3", "app: srv",
-                                                             "srv")
-            POD("plain", "legacy", "10.0.1.1", "app: legacy", "default") POD(
-                "m", "wp-0", "10.0.0.9", "gateway.networking.k8s.io/gateway-name: wp", "wp")
-    "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: "
-    "m}\nspec: {gatewayClassName: gammamesh-waypoint, listeners: [{name: mesh, port: 15008, "
-    "protocol: HBONE}]}\n"
-    "---\napiVersion: v1\nkind: Service\nmetadata: {name: srv, namespace: m}\nspec: {clusterIP: "
-    "10.96.0.1, selector: {app: srv}, ports: [{port: 80, targetPort: 8080}]}\n"
-    "---\napiVersion: v1\nkind: Service\nmetadata: {name: viawp, namespace: m, labels: "
-    "{gammamesh.io/use-waypoint: wp}}\nspec: {clusterIP: 10.96.0.2, selector: {app: srv}, ports: "
-    "[{port: 80, targetPort: 8080}]}\n"
-    "---\napiVersion: v1\nkind: Service\nmetadata: {name: badwp, namespace: m, labels: "
-    "{gammamesh.io/use-waypoint: nope}}\nspec: {clusterIP: 10.96.0.3, selector: {app: srv}, "
-    "ports: [{port: 80}]}\n"
-    "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: m}\nspec: {clusterIP: "
-    "10.96.0.4, selector: {app: nobody}, ports: [{port: 80}]}\n"
-    "---\napiVersion: v1\nkind: Service\nmetadata: {name: legacy, namespace: plain}\nspec: "
-    "{clusterIP: 10.96.1.1, selector: {app: legacy}, ports: [{port: 80, targetPort: 8000}]}\n";
+    "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain}\n" POD("m", "client", "10.0.0.1",
+                                                                          "app: client", "client")
+        POD("m", "srv-1", "10.0.0.2", "app: srv",
+            "srv") POD("m", "srv-2", "10.0.0.3", "app: srv",
+                       "srv") POD("plain", "legacy", "10.0.1.1", "app: legacy", "default")
+            POD("m", "wp-0", "10.0.0.9", "gateway.networking.k8s.io/gateway-name: wp",
+                "wp") "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: "
+                      "{name: wp, namespace: "
+                      "m}\nspec: {gatewayClassName: gammamesh-waypoint, listeners: [{name: mesh, "
+                      "port: 15008, "
+                      "protocol: HBONE}]}\n"
+                      "---\napiVersion: v1\nkind: Service\nmetadata: {name: srv, namespace: "
+                      "m}\nspec: {clusterIP: "
+                      "10.96.0.1, selector: {app: srv}, ports: [{port: 80, targetPort: 8080}]}\n"
+                      "---\napiVersion: v1\nkind: Service\nmetadata: {name: viawp, namespace: m, "
+                      "labels: "
+                      "{gammamesh.io/use-waypoint: wp}}\nspec: {clusterIP: 10.96.0.2, selector: "
+                      "{app: srv}, ports: "
+                      "[{port: 80, targetPort: 8080}]}\n"
+                      "---\napiVersion: v1\nkind: Service\nmetadata: {name: badwp, namespace: m, "
+                      "labels: "
+                      "{gammamesh.io/use-waypoint: nope}}\nspec: {clusterIP: 10.96.0.3, selector: "
+                      "{app: srv}, "
+                      "ports: [{port: 80}]}\n"
+                      "---\napiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: "
+                      "m}\nspec: {clusterIP: "
+                      "10.96.0.4, selector: {app: nobody}, ports: [{port: 80}]}\n"
+                      "---\napiVersion: v1\nkind: Service\nmetadata: {name: legacy, namespace: "
+                      "plain}\nspec: "
+                      "{clusterIP: 10.96.1.1, selector: {app: legacy}, ports: [{port: 80, "
+                      "targetPort: 8000}]}\n";
 
 struct plan_case {
     const char *src, *dst;
@@ -123,7 +133,8 @@ static void test_plans(void)
 
 static const char *POLICIES =
     "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: "
-    "allow-client, namespace: m}\nspec:\n  selector: {matchLabels: {app: srv}}\n  rules:\n  - from: "
+    "allow-client, namespace: m}\nspec:\n  selector: {matchLabels: {app: srv}}\n  rules:\n  - "
+    "from: "
     "[{source: {principals: [cluster.local/ns/m/sa/client]}}]\n    to: [{operation: {ports: "
     "[\"8080\"]}}]\n  - from: [{source: {ipBlocks: [10.0.1.0/24]}}]\n"
     "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: "
@@ -148,8 +159,8 @@ static const struct authz_case AUTHZ[] = {
     {"srv-1", "spiffe://cluster.local/ns/m/sa/client", "10.0.0.1", 8080, 0},
     {"srv-1", "spiffe://cluster.local/ns/m/sa/client", "10.0.0.1", 9090, -EPERM}, /* port */
     {"srv-1", "spiffe://cluster.local/ns/m/sa/other", "10.0.0.1", 8080, -EPERM},  /* principal */
-    {"srv-1", NULL, "10.0.1.5", 8080, 0},            /* ipBlocks rule, plaintext */
-    {"srv-1", NULL, "10.0.2.5", 8080, -EPERM},       /* no identity, no ip match */
+    {"srv-1", NULL, "10.0.1.5", 8080, 0},      /* ipBlocks rule, plaintext */
+    {"srv-1", NULL, "10.0.2.5", 8080, -EPERM}, /* no identity, no ip match */
     {"srv-1", "spiffe://cluster.local/ns/evil/sa/client", "10.0.1.5", 8080, -EPERM}, /* DENY ns */
     {"srv-1", "spiffe://cluster.local/ns/m/sa/client", "10.0.0.1", 6666, -EPERM},    /* DENY port */
     {"client", "spiffe://cluster.local/ns/m/sa/srv", "10.0.0.2", 80, -EPERM}, /* L7 ALLOW: no */

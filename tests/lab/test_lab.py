@@ -1,0 +1,514 @@
+"""End-to-end tests of the lab itself (tests/lab/lab). Run as root:
+
+    sudo /usr/bin/python3 -m pytest -v tests/lab
+
+Without root they are skipped, unless GM_E2E_REQUIRED=1, which turns the skip into a failure.
+The lab under test gets its own name (GMLAB_NAME) and run dir, so it never touches a lab that
+someone else runs on the same machine. These tests are about the lab, so by default they
+run the stand-ins next to this file (fake_ztunnel.py, fake_waypoint.py, fake_echo.py) in
+place of the daemons; GMLAB_TEST_REAL=1 runs the built ones instead (where they exist), and
+GMLAB_ZTUNNEL / GMLAB_WAYPOINT / GMLAB_ECHO_SERVER set by the caller always win.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAB = os.path.join(HERE, "lab")
+sys.path.insert(0, HERE)
+
+from gmlab import configdir, yamlish  # noqa: E402
+
+if os.geteuid() != 0:
+    if os.environ.get("GM_E2E_REQUIRED") == "1":
+        pytest.fail("the lab tests need root and GM_E2E_REQUIRED=1 forbids skipping them",
+                    pytrace=False)
+    pytest.skip("the lab tests need root (network namespaces); run them with sudo",
+                allow_module_level=True)
+
+APP_NS = "lab-app"
+CLIENT_NS = "lab-client"
+NS_LABEL = "gmlab-test/stamped=yes"
+
+APP = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: lab-app
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo
+  namespace: lab-app
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: echo}
+  template:
+    metadata:
+      labels: {app: echo, version: v1}
+    spec:
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/conformance/echo-advanced:v0.1.0
+        args: ["--port=8080", "--tcp=9090"]
+        ports:
+        - containerPort: 8080
+        - containerPort: 9090
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: lab-app
+spec:
+  selector: {app: echo}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: tcp, port: 9090}
+---
+# A client in a namespace that is not in the mesh: an unknown image runs nothing.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: lab-client
+  labels: {app: client}
+spec:
+  containers:
+  - {name: shell, image: docker.io/library/busybox:1.36}
+"""
+
+# Python run inside a pod: GET a URL n times on fresh connections, print each Hostname.
+FETCH = textwrap.dedent("""
+    import sys, urllib.request
+    url, n = sys.argv[1], int(sys.argv[2])
+    for _ in range(n):
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+        print([l.split("=", 1)[1] for l in body.splitlines() if l.startswith("Hostname=")][0])
+""")
+
+
+def _program(env_name, built, fake):
+    if os.environ.get(env_name):
+        return os.environ[env_name]
+    if os.environ.get("GMLAB_TEST_REAL") == "1" and os.access(built, os.X_OK):
+        return built
+    return os.path.join(HERE, fake)
+
+
+class Lab:
+    """Runs the lab CLI with this test's environment."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.run_dir = os.path.join(workdir, "run")
+        self.name = "t%d" % os.getpid()
+        self.prefix = "gmlab-%s_" % self.name
+        build = os.environ.get("GM_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
+        self.env = dict(os.environ, GMLAB_NAME=self.name, GMLAB_RUN=self.run_dir)
+        self.env["GMLAB_ZTUNNEL"] = _program("GMLAB_ZTUNNEL",
+                                             os.path.join(build, "ztunnel/ztunnel"),
+                                             "fake_ztunnel.py")
+        self.env["GMLAB_WAYPOINT"] = _program("GMLAB_WAYPOINT",
+                                              os.path.join(build, "waypoint/waypoint"),
+                                              "fake_waypoint.py")
+        self.env["GMLAB_ECHO_SERVER"] = _program("GMLAB_ECHO_SERVER",
+                                                 os.path.join(build, "tests/echo/echo-server"),
+                                                 "fake_echo.py")
+
+    def __call__(self, *args, check=True, timeout=180):
+        res = subprocess.run([LAB] + list(args), env=self.env, capture_output=True, text=True,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError("lab %s failed (%d):\n%s%s" % (" ".join(args), res.returncode,
+                                                              res.stdout, res.stderr))
+        return res
+
+    def manifest(self, name, text):
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def status(self):
+        return json.loads(self("status", "--json").stdout)
+
+    def pods(self, ns=None, app=None):
+        return [p for p in self.status()["pods"] if (ns is None or p["namespace"] == ns)
+                and (app is None or p["labels"].get("app") == app)]
+
+    def exec(self, target, *cmd, check=True):
+        return self("exec", target, "--", *cmd, check=check)
+
+    def config_file(self, kind, ns, name):
+        return os.path.join(self.run_dir, "config", configdir.file_name(kind, ns, name))
+
+    def config_object(self, kind, ns, name):
+        with open(self.config_file(kind, ns, name)) as f:
+            return yamlish.plain(yamlish.load_all(f.read())[0][1])
+
+    def own_netns(self):
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return [line.split()[0] for line in out.splitlines() if line.startswith(self.prefix)]
+
+    def own_etc_netns(self):
+        d = "/etc/netns"
+        return [n for n in os.listdir(d) if n.startswith(self.prefix)] if os.path.isdir(d) else []
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def lab():
+    workdir = tempfile.mkdtemp(prefix="gmlab-test-")
+    lab = Lab(workdir)
+    print("programs: ztunnel=%s waypoint=%s echo=%s" % (
+        lab.env["GMLAB_ZTUNNEL"], lab.env["GMLAB_WAYPOINT"], lab.env["GMLAB_ECHO_SERVER"]))
+    try:
+        lab("up", "--nodes", "2", "--ns-label", NS_LABEL, "--timeout", "60",
+            lab.manifest("app.yaml", APP))
+        yield lab
+    finally:
+        res = lab("down", check=False)
+        print(res.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ready_echo_pods(lab):
+    pods = lab.pods(APP_NS, "echo")
+    assert len(pods) == 2 and all(p["ready"] for p in pods), pods
+    return sorted(pods, key=lambda p: p["node"])
+
+
+def test_pods_get_addresses_on_both_nodes(lab):
+    pods = _ready_echo_pods(lab)
+    assert [p["node"] for p in pods] == ["node1", "node2"]
+    for p in pods:
+        k = p["node"][len("node"):]
+        assert p["ip"].startswith("198.18.%s." % k), p
+        assert p["netns"].startswith(lab.prefix)
+        assert all(proc["alive"] for proc in p["processes"]), p
+    daemons = {d["name"]: d for d in lab.status()["daemons"]}
+    assert sorted(daemons) == ["ztunnel-node1", "ztunnel-node2"]
+    assert all(d["alive"] for d in daemons.values())
+
+
+def test_config_dir_holds_realised_objects(lab):
+    pod = _ready_echo_pods(lab)[0]
+    obj = lab.config_object("pod", APP_NS, pod["name"])
+    meta = obj["metadata"]
+    assert meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert meta["labels"]["app"] == "echo" and meta["labels"]["version"] == "v1"
+    assert meta["annotations"]["gammamesh.io/netns"] == pod["netns"]
+    assert obj["spec"]["nodeName"] == pod["node"]
+    assert obj["spec"]["serviceAccountName"] == "default"
+    assert obj["spec"]["containers"][0]["args"] == ["--port=8080", "--tcp=9090"]
+    assert obj["status"]["podIP"] == pod["ip"]
+    assert obj["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    svc = lab.config_object("service", APP_NS, "echo")
+    assert svc["spec"]["clusterIP"].startswith("198.19.0.")
+    ns = lab.config_object("namespace", "", APP_NS)
+    assert ns["metadata"]["labels"]["gmlab-test/stamped"] == "yes"
+    assert not any(f.startswith("deployment-") for f in os.listdir(lab.run_dir + "/config"))
+
+
+def test_ztunnel_ready_endpoint_answers_in_node_netns(lab):
+    code = ("import urllib.request;"
+            "print(urllib.request.urlopen('http://127.0.0.1:15021/healthz/ready').status)")
+    for node in lab.status()["nodes"]:
+        res = subprocess.run(["ip", "netns", "exec", node["netns"], sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=10)
+        assert res.stdout.strip() == "200", res.stderr
+
+
+def test_pod_to_pod_across_nodes(lab):
+    a, b = _ready_echo_pods(lab)
+    res = lab.exec("%s/%s" % (APP_NS, a["name"]), sys.executable, "-c", FETCH,
+                   "http://%s:8080/" % b["ip"], "1")
+    assert res.stdout.split() == [b["name"]]
+    res = lab.exec("%s/%s" % (APP_NS, b["name"]), sys.executable, "-c", FETCH,
+                   "http://%s:8080/" % a["ip"], "1")
+    assert res.stdout.split() == [a["name"]]
+
+
+def test_non_enrolled_pod_reaches_service_vip_through_dnat(lab):
+    client = lab.pods(CLIENT_NS)[0]
+    assert not client["enrolled"] and client["node"] == "node1"
+    vip = [s for s in lab.status()["services"] if s["name"] == "echo"][0]["vip"]
+    res = lab.exec("%s/app=client" % CLIENT_NS, sys.executable, "-c", FETCH,
+                   "http://%s/" % vip, "30")
+    seen = set(res.stdout.split())
+    assert seen == {p["name"] for p in _ready_echo_pods(lab)}, res.stdout
+    # TCP port 9090 (port == targetPort) as well, by name.
+    code = ("import socket; s = socket.create_connection(('echo.lab-app', 9090), timeout=5);"
+            "s.sendall(b'ping'); print(s.recv(4).decode())")
+    assert lab.exec("%s/client" % CLIENT_NS, sys.executable, "-c", code).stdout.strip() == "ping"
+
+
+def test_hairpin_through_the_vip(lab):
+    pod = _ready_echo_pods(lab)[0]
+    res = lab.exec("%s/%s" % (APP_NS, pod["name"]), sys.executable, "-c", FETCH,
+                   "http://echo/", "30")
+    assert pod["name"] in res.stdout.split()
+
+
+def test_hosts_files_resolve_service_names(lab):
+    vip = [s for s in lab.status()["services"] if s["name"] == "echo"][0]["vip"]
+    for name in ("echo.lab-app", "echo.lab-app.svc", "echo.lab-app.svc.cluster.local"):
+        res = lab.exec("%s/client" % CLIENT_NS, "getent", "hosts", name)
+        assert res.stdout.split()[0] == vip, res.stdout
+    assert lab.exec("%s/app=echo" % APP_NS, "getent", "hosts", "echo").stdout.split()[0] == vip
+    # The short name only resolves inside the Service's own namespace.
+    assert lab.exec("%s/client" % CLIENT_NS, "getent", "hosts", "echo", check=False) \
+        .returncode == 2
+
+
+def test_exec_exit_codes_and_environment(lab):
+    assert lab.exec("%s/client" % CLIENT_NS, "sh", "-c", "exit 7", check=False).returncode == 7
+    res = lab.exec("%s/app=client" % CLIENT_NS, "sh", "-c", 'echo "$HOSTNAME $PATH"')
+    hostname, path = res.stdout.split()
+    assert hostname == "client" and path.split(":")[0].endswith("tests/echo")
+    res = lab.exec("%s/nosuchpod" % CLIENT_NS, "true", check=False)
+    assert res.returncode == 125 and "no pod" in res.stderr
+    res = lab.exec("%s/app=nobody" % CLIENT_NS, "true", check=False)
+    assert res.returncode == 125
+    assert lab.exec("%s/client" % CLIENT_NS, "no-such-command-x", check=False).returncode == 127
+
+
+def test_apply_and_delete_update_config_dir(lab):
+    route = lab.manifest("route.yaml", """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata:
+          name: to-echo
+          namespace: lab-app
+        spec:
+          parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+          rules:
+          - backendRefs: [{name: echo, port: 80}]
+        """)
+    path = lab.config_file("httproute", APP_NS, "to-echo")
+    lab("apply", route)
+    obj = lab.config_object("httproute", APP_NS, "to-echo")
+    assert obj["spec"]["parentRefs"][0]["name"] == "echo"
+    assert obj["metadata"]["creationTimestamp"]
+    lab("delete", route)
+    assert not os.path.exists(path)
+
+
+def test_new_service_reaches_running_pods_hosts_and_rules(lab):
+    svc = lab.manifest("svc2.yaml", """
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: echo-alt
+          namespace: lab-app
+        spec:
+          selector: {app: echo}
+          ports:
+          - {port: 8080}
+        """)
+    lab("apply", svc)
+    vip = [s for s in lab.status()["services"] if s["name"] == "echo-alt"][0]["vip"]
+    res = lab.exec("%s/client" % CLIENT_NS, sys.executable, "-c", FETCH,
+                   "http://echo-alt.lab-app:8080/", "1")
+    assert res.stdout.strip().startswith("echo-")
+    assert lab.exec("%s/client" % CLIENT_NS, "getent", "hosts", "echo-alt.lab-app") \
+        .stdout.split()[0] == vip
+    lab("delete", svc)
+    assert not os.path.exists(lab.config_file("service", APP_NS, "echo-alt"))
+    assert lab.exec("%s/client" % CLIENT_NS, "getent", "hosts", "echo-alt.lab-app",
+                    check=False).returncode == 2
+
+
+def test_deployment_scale_and_delete(lab):
+    text = """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: extra
+          namespace: lab-app
+        spec:
+          replicas: %d
+          selector:
+            matchLabels: {app: extra}
+          template:
+            metadata:
+              labels: {app: extra}
+            spec:
+              containers:
+              - name: echo
+                image: gcr.io/k8s-staging-gateway-api/echo-basic:v20240412
+                args: ["--port=8080"]
+                ports: [{containerPort: 8080}]
+        """
+    lab("apply", lab.manifest("extra.yaml", text % 3))
+    pods = lab.pods(APP_NS, "extra")
+    assert len(pods) == 3 and all(p["ready"] for p in pods)
+    assert {p["node"] for p in pods} == {"node1", "node2"}
+    lab("apply", lab.manifest("extra.yaml", text % 1))
+    kept = lab.pods(APP_NS, "extra")
+    assert len(kept) == 1
+    gone = [p for p in pods if p["name"] != kept[0]["name"]]
+    lab("delete", lab.manifest("extra.yaml", text % 1))
+    assert lab.pods(APP_NS, "extra") == []
+    for p in pods:
+        assert p["netns"] not in lab.own_netns()
+        assert not os.path.exists(lab.config_file("pod", APP_NS, p["name"]))
+        assert not any(_alive(x["pid"]) for x in p["processes"]), gone
+
+
+def test_enrolled_namespace_and_waypoint_gateway(lab):
+    mesh = lab.manifest("mesh.yaml", """
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: lab-mesh
+          labels: {gammamesh.io/dataplane-mode: ambient}
+        ---
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata:
+          name: waypoint
+          namespace: lab-mesh
+        spec:
+          gatewayClassName: gammamesh-waypoint
+          listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: app
+          namespace: lab-mesh
+          labels: {app: app}
+        spec:
+          containers:
+          - name: echo
+            image: registry.k8s.io/gateway-api/conformance/echo-basic:v1
+            args: ["--port=8080"]
+            ports: [{containerPort: 8080}]
+        """)
+    try:
+        lab("apply", mesh)
+        _check_mesh_pods(lab)
+    finally:
+        lab("delete", mesh)
+    assert lab.pods("lab-mesh") == []
+
+
+def _check_mesh_pods(lab):
+    pods = {p["name"]: p for p in lab.pods("lab-mesh")}
+    app = pods.pop("app")
+    assert app["enrolled"] and app["ready"]
+    (wp,) = pods.values()
+    assert wp["name"].startswith("waypoint-") and not wp["enrolled"]
+    assert wp["labels"]["gateway.networking.k8s.io/gateway-name"] == "waypoint"
+    assert wp["labels"]["gammamesh.io/dataplane-mode"] == "none"
+    assert wp["serviceAccount"] == "waypoint"
+    for p in (app, wp):   # the lab waited for 15008: ztunnel's in app, the waypoint's own
+        out = subprocess.run(["ip", "netns", "exec", p["netns"], "ss", "-ltnH"],
+                             capture_output=True, text=True).stdout
+        assert ":15008 " in out, (p["name"], out)
+    ns = lab.config_object("namespace", "", "lab-mesh")
+    assert ns["metadata"]["labels"]["gmlab-test/stamped"] == "yes"
+
+
+def test_readiness_timeout_is_a_clear_error(lab):
+    bad = lab.manifest("deaf.yaml", """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: deaf
+          namespace: lab-app
+        spec:
+          selector:
+            matchLabels: {app: deaf}
+          template:
+            metadata:
+              labels: {app: deaf}
+            spec:
+              containers:
+              - name: waypoint
+                image: ghcr.io/gammamesh/waypoint:dev
+                ports: [{containerPort: 15008}, {containerPort: 12345}]
+        """)
+    try:
+        res = lab("apply", "--timeout", "3", bad, check=False)
+    finally:
+        lab("delete", bad)
+    assert res.returncode == 1
+    assert "timed out after 3s" in res.stderr and "port 12345" in res.stderr, res.stderr
+
+
+def test_echo_without_args_is_ready_on_the_image_defaults(lab):
+    # Like the conformance consumer pod: no args, more containerPorts than the server opens.
+    pod = lab.manifest("consumer.yaml", """
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: consumer
+          namespace: lab-client
+          labels: {app: consumer, version: v7}
+        spec:
+          containers:
+          - name: echo
+            image: registry.k8s.io/gateway-api/conformance/echo-advanced:v0.1.0
+            ports: [{containerPort: 8080}, {containerPort: 8443}, {containerPort: 9090}]
+        """)
+    try:
+        lab("apply", "--timeout", "20", pod)
+        (p,) = lab.pods(CLIENT_NS, "consumer")
+        assert p["ready"] and p["waitPorts"] == [7070, 8080]
+        res = lab.exec("%s/client" % CLIENT_NS, sys.executable, "-c", FETCH,
+                       "http://%s:8080/" % p["ip"], "1")
+        assert res.stdout.split() == ["consumer"]
+    finally:
+        lab("delete", pod)
+
+
+def test_bad_manifest_names_file_and_line(lab):
+    bad = lab.manifest("bad.yaml", """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: broken
+        spec:
+          replicas: many
+          template:
+            spec:
+              containers: []
+        """)
+    res = lab("apply", bad, check=False)
+    assert res.returncode == 1
+    assert "bad.yaml:7: Deployment default/broken: spec.replicas" in res.stderr, res.stderr
+    assert "spec.template.spec.containers" in res.stderr
+
+
+def test_down_removes_everything(lab):
+    status = lab.status()
+    pids = [d["pid"] for d in status["daemons"]]
+    pids += [x["pid"] for p in status["pods"] for x in p["processes"]]
+    assert pids and lab.own_netns() and lab.own_etc_netns()
+    lab("down")
+    assert lab.own_netns() == []
+    assert lab.own_etc_netns() == []
+    assert [p for p in pids if _alive(p)] == []
+    assert not os.path.exists(lab.run_dir)
+    assert lab("down").returncode == 0      # safe to run twice
+    res = lab("exec", "%s/client" % CLIENT_NS, "--", "true", check=False)
+    assert res.returncode == 125 and "no lab is up" in res.stderr

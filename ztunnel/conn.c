@@ -1,0 +1,439 @@
+/* The relay between the two sides of a proxied connection. Back-pressure: TCP→TCP stops reading
+ * when the other socket's write queue passes the high watermark; TCP→stream stops reading while
+ * the stream is not writable; stream→TCP reports bytes consumed only once written, so HTTP/2
+ * flow control pauses the remote sender. Half-close is carried both ways. */
+#include "conn.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "gammamesh/log.h"
+#include "proxy.h"
+
+#define CHUNK      16384
+#define HIGH_WATER (256 * 1024)
+#define LOW_WATER  (64 * 1024)
+
+struct tcp_write {
+    uv_write_t req;
+    struct zt_conn *c;
+    struct zt_side *from; /* where the bytes came from */
+    size_t n;
+    char data[];
+};
+
+static struct zt_side *other(struct zt_conn *c, struct zt_side *s)
+{
+    return s == &c->down ? &c->up : &c->down;
+}
+
+static void touch(struct zt_conn *c)
+{
+    c->last_activity_ms = uv_now(zt_proxy_loop(c->w));
+}
+
+void zt_conn_set_str(char **field, const char *value)
+{
+    free(*field);
+    *field = value ? gm_xstrdup(value) : NULL;
+}
+
+/* ---- lifetime ---- */
+
+static void conn_free(struct zt_conn *c)
+{
+    zt_proxy_conn_done(c->w, c);
+    free(c->src_addr);
+    free(c->dst_addr);
+    free(c->hbone_addr);
+    free(c->src_workload);
+    free(c->src_namespace);
+    free(c->src_identity);
+    free(c->dst_workload);
+    free(c->dst_namespace);
+    free(c->dst_identity);
+    free(c->dst_service);
+    free(c->dst_uid);
+    free(c);
+}
+
+static void maybe_free(struct zt_conn *c)
+{
+    if (c->closing && c->pending_closes == 0 && !c->down.open && !c->up.open)
+        conn_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct zt_conn *c = h->data;
+
+    c->pending_closes--;
+    maybe_free(c);
+}
+
+static void close_side(struct zt_conn *c, struct zt_side *s)
+{
+    if (!s->open)
+        return;
+    if (s->kind == ZT_SIDE_TCP) {
+        s->open = false;
+        c->pending_closes++;
+        uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+    } else if (s->kind == ZT_SIDE_STREAM && s->stream) {
+        /* A clean close after both directions ended is already done by the stream itself. */
+        gm_hbone_stream_reset(s->stream, c->error ? 8 /* CANCEL */ : 0);
+    }
+}
+
+void zt_conn_close(struct zt_conn *c, const char *reason)
+{
+    if (c->error == NULL && reason)
+        c->error = reason;
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->timer_open) {
+        c->timer_open = false;
+        c->pending_closes++;
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    }
+    close_side(c, &c->down);
+    close_side(c, &c->up);
+    maybe_free(c);
+}
+
+/* Both directions finished: a clean close. */
+static void maybe_done(struct zt_conn *c)
+{
+    if (c->down.eof && c->up.shut && c->up.eof && c->down.shut)
+        zt_conn_close(c, NULL);
+}
+
+/* ---- timers ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct zt_conn *c = t->data;
+    uint64_t idle = zt_proxy_settings(c->w)->idle_timeout_ms;
+
+    if (!c->up.connected) {
+        c->response_flags = "CONNECT";
+        zt_conn_close(c, "upstream connect timeout");
+        return;
+    }
+    uint64_t now = uv_now(zt_proxy_loop(c->w));
+    if (idle && now - c->last_activity_ms >= idle) {
+        zt_conn_close(c, "idle timeout");
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, idle ? idle - (now - c->last_activity_ms) : 0, 0);
+}
+
+struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir)
+{
+    struct zt_conn *c = gm_xcalloc(1, sizeof(*c));
+
+    c->w = w;
+    c->dir = dir;
+    c->response_flags = "-";
+    c->start_ms = uv_now(zt_proxy_loop(w));
+    c->last_activity_ms = c->start_ms;
+    uv_timer_init(zt_proxy_loop(w), &c->timer);
+    c->timer.data = c;
+    c->timer_open = true;
+    uv_timer_start(&c->timer, on_timer, zt_proxy_settings(w)->connect_timeout_ms, 0);
+    zt_proxy_conn_added(w, c);
+    return c;
+}
+
+/* ---- TCP sides ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    static _Thread_local char slab[CHUNK];
+
+    (void)hint;
+    (void)h;
+    *buf = uv_buf_init(slab, sizeof(slab)); /* consumed (copied) before the next read */
+}
+
+static void pause_side(struct zt_side *s)
+{
+    if (s->kind == ZT_SIDE_TCP && s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+    s->paused = true;
+}
+
+static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void resume_side(struct zt_side *s)
+{
+    s->paused = false;
+    if (s->kind == ZT_SIDE_TCP && s->open && !s->reading && !s->eof) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_tcp_read) == 0)
+            s->reading = true;
+    }
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct zt_conn *c = req->data;
+
+    free(req);
+    if (status < 0 && status != UV_ECANCELED && !c->closing)
+        zt_conn_close(c, "shutdown failed");
+    else if (!c->closing)
+        maybe_done(c);
+}
+
+/* End our direction toward side s (after queued writes). */
+static void shut_side(struct zt_conn *c, struct zt_side *s)
+{
+    if (s->shut || !s->open)
+        return;
+    s->shut = true;
+    if (s->kind == ZT_SIDE_TCP) {
+        uv_shutdown_t *req = gm_xmalloc(sizeof(*req));
+        req->data = c;
+        if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
+            free(req);
+            zt_conn_close(c, "shutdown failed");
+        }
+    } else if (s->stream) {
+        gm_hbone_stream_shutdown(s->stream);
+        maybe_done(c);
+    }
+}
+
+static void on_tcp_written(uv_write_t *req, int status)
+{
+    struct tcp_write *w = container_of(req, struct tcp_write, req);
+    struct zt_conn *c = w->c;
+    struct zt_side *from = w->from;
+    size_t n = w->n;
+
+    free(w);
+    if (status < 0) {
+        if (!c->closing)
+            zt_conn_close(c, "write to peer failed");
+        return;
+    }
+    if (c->closing)
+        return;
+    struct zt_side *to = other(c, from);
+    if (from->kind == ZT_SIDE_STREAM && from->stream)
+        gm_hbone_stream_consumed(from->stream, n);
+    else if (from->paused && uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) < LOW_WATER)
+        resume_side(from);
+}
+
+/* Deliver bytes that arrived on side `from` to the other side. */
+static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size_t n)
+{
+    struct zt_side *to = other(c, from);
+
+    from->bytes_in += n;
+    touch(c);
+    if (to->kind == ZT_SIDE_TCP) {
+        struct tcp_write *w = gm_xmalloc(sizeof(*w) + n);
+        w->c = c;
+        w->from = from;
+        w->n = n;
+        memcpy(w->data, p, n);
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+        if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_tcp_written) < 0) {
+            free(w);
+            zt_conn_close(c, "write to peer failed");
+            return;
+        }
+        if (from->kind == ZT_SIDE_TCP &&
+            uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > HIGH_WATER)
+            pause_side(from);
+        return;
+    }
+    if (gm_hbone_stream_write(to->stream, p, n) < 0) {
+        zt_conn_close(c, "tunnel write failed");
+        return;
+    }
+    if (!gm_hbone_stream_writable(to->stream))
+        pause_side(from);
+}
+
+static struct zt_side *side_of_tcp(struct zt_conn *c, uv_stream_t *st)
+{
+    return (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
+}
+
+static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct zt_conn *c = st->data;
+    struct zt_side *s = side_of_tcp(c, st);
+
+    if (n > 0) {
+        forward(c, s, buf->base, (size_t)n);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (n == UV_EOF) {
+        s->eof = true;
+        uv_read_stop(st);
+        s->reading = false;
+        shut_side(c, other(c, s));
+        return;
+    }
+    zt_conn_close(c, s == &c->down ? "downstream read error" : "upstream read error");
+}
+
+void zt_conn_accepted(struct zt_conn *c)
+{
+    c->down.kind = ZT_SIDE_TCP;
+    c->down.open = true;
+    c->down.connected = true;
+    c->down.tcp.data = c;
+}
+
+static void on_tcp_connected(uv_connect_t *req, int status)
+{
+    struct zt_conn *c = req->data;
+    zt_conn_connected_cb cb = c->connected_cb;
+
+    if (c->closing)
+        return;
+    if (status < 0) {
+        c->response_flags = "CONNECT";
+        if (cb)
+            cb(c, status);
+        zt_conn_close(c, status == UV_ECONNREFUSED ? "upstream connection refused"
+                                                   : "upstream connect failed");
+        return;
+    }
+    c->up.connected = true;
+    if (cb)
+        cb(c, 0);
+    if (!c->closing && c->down.connected)
+        zt_conn_start_relay(c);
+}
+
+int zt_conn_connect_tcp(struct zt_conn *c, int fd, const struct sockaddr *addr,
+                        zt_conn_connected_cb cb)
+{
+    int rc = uv_tcp_init(zt_proxy_loop(c->w), &c->up.tcp);
+
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    c->up.kind = ZT_SIDE_TCP;
+    c->up.open = true;
+    c->up.tcp.data = c;
+    rc = uv_tcp_open(&c->up.tcp, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    c->connect_req.data = c;
+    c->connected_cb = cb;
+    return uv_tcp_connect(&c->connect_req, &c->up.tcp, addr, on_tcp_connected);
+}
+
+/* ---- stream sides ---- */
+
+static struct zt_side *side_of_stream(struct zt_conn *c, struct gm_hbone_stream *s)
+{
+    return c->down.stream == s ? &c->down : &c->up;
+}
+
+static void on_stream_data(struct gm_hbone_stream *st, const uint8_t *p, size_t n, void *ctx)
+{
+    struct zt_conn *c = ctx;
+
+    if (!c->closing)
+        forward(c, side_of_stream(c, st), (const char *)p, n);
+}
+
+static void on_stream_end(struct gm_hbone_stream *st, void *ctx)
+{
+    struct zt_conn *c = ctx;
+    struct zt_side *s = side_of_stream(c, st);
+
+    s->eof = true;
+    if (!c->closing)
+        shut_side(c, other(c, s));
+}
+
+static void on_stream_writable(struct gm_hbone_stream *st, void *ctx)
+{
+    struct zt_conn *c = ctx;
+    struct zt_side *from = other(c, side_of_stream(c, st));
+
+    if (!c->closing && from->paused)
+        resume_side(from);
+}
+
+static void on_stream_close(struct gm_hbone_stream *st, enum gm_hbone_reason reason, void *ctx)
+{
+    struct zt_conn *c = ctx;
+    struct zt_side *s = side_of_stream(c, st);
+
+    s->open = false;
+    s->stream = NULL;
+    if (!c->closing) {
+        bool clean = reason == GM_HBONE_REASON_OK && s->eof && s->shut;
+        zt_conn_close(c, clean ? NULL : gm_hbone_reason_name(reason));
+        return;
+    }
+    maybe_free(c);
+}
+
+static void on_stream_response(struct gm_hbone_stream *st, int status, void *ctx);
+
+const struct gm_hbone_stream_cbs zt_conn_stream_cbs = {
+    .on_response = on_stream_response,
+    .on_data = on_stream_data,
+    .on_end = on_stream_end,
+    .on_writable = on_stream_writable,
+    .on_close = on_stream_close,
+};
+
+static void on_stream_response(struct gm_hbone_stream *st, int status, void *ctx)
+{
+    struct zt_conn *c = ctx;
+    struct zt_side *s = side_of_stream(c, st);
+
+    if (status / 100 != 2) {
+        c->response_flags = status == 401 ? "DENY" : "CONNECT";
+        GM_LOG_DEBUG("conn", "tunnel refused", "status=%d", status);
+        zt_conn_close(c, status == 401 ? "denied by destination policy"
+                                       : "destination refused the tunnel");
+        return;
+    }
+    s->connected = true;
+    if (!c->closing && c->down.connected)
+        zt_conn_start_relay(c);
+}
+
+void zt_conn_attach_stream(struct zt_conn *c, struct zt_side *side, struct gm_hbone_stream *s)
+{
+    side->kind = ZT_SIDE_STREAM;
+    side->stream = s;
+    side->open = true;
+    c->mtls = true;
+    if (side == &c->down)
+        gm_hbone_stream_set_cbs(s, &zt_conn_stream_cbs, c);
+}
+
+void zt_conn_start_relay(struct zt_conn *c)
+{
+    uint64_t idle = zt_proxy_settings(c->w)->idle_timeout_ms;
+
+    touch(c);
+    if (idle)
+        uv_timer_start(&c->timer, on_timer, idle, 0);
+    else
+        uv_timer_stop(&c->timer);
+    resume_side(&c->down);
+    resume_side(&c->up);
+}

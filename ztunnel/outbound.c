@@ -1,0 +1,174 @@
+/* Outbound flow (listener 15001 in a pod's netns): original destination, plan, then plain TCP
+ * or an HBONE stream from the pool. */
+#include <errno.h>
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
+#endif
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "gammamesh/log.h"
+#include "outbound_plan.h"
+#include "proxy.h"
+
+/* The address the application dialled (REDIRECT keeps it for SO_ORIGINAL_DST). */
+static int original_dst(uv_tcp_t *t, struct gm_ip *ip, int *port)
+{
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t *)t, &fd) < 0)
+        return -EBADF;
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sin, &len) < 0)
+        return -errno;
+    memset(ip, 0, sizeof(*ip));
+    ip->family = AF_INET;
+    memcpy(ip->addr, &sin.sin_addr, 4);
+    *port = ntohs(sin.sin_port);
+    return 0;
+}
+
+static void peer_of(uv_tcp_t *t, struct gm_ip *ip, int *port)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    memset(ip, 0, sizeof(*ip));
+    *port = 0;
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        ip->family = AF_INET;
+        memcpy(ip->addr, &sin->sin_addr, 4);
+        *port = ntohs(sin->sin_port);
+    }
+}
+
+void zt_sockaddr_of(const struct gm_ip *ip, int port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof(*ss));
+    if (ip->family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        memcpy(&s6->sin6_addr, ip->addr, 16);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        memcpy(&s4->sin_addr, ip->addr, 4);
+    }
+}
+
+static void describe(struct zt_conn *c, const struct gm_workload *src, const struct zt_plan *p,
+                     const struct gm_ip *sip, int sport, const struct gm_ip *dip, int dport)
+{
+    char buf[64];
+
+    zt_format_authority(sip, sport, buf, sizeof(buf));
+    zt_conn_set_str(&c->src_addr, buf);
+    zt_format_authority(dip, dport, buf, sizeof(buf));
+    zt_conn_set_str(&c->dst_addr, buf);
+    if (src) {
+        zt_conn_set_str(&c->src_workload, src->name);
+        zt_conn_set_str(&c->src_namespace, src->namespace);
+        zt_conn_set_str(&c->src_identity, src->identity);
+    }
+    if (p->svc)
+        zt_conn_set_str(&c->dst_service, p->svc->hostname);
+    if (p->dst) {
+        zt_conn_set_str(&c->dst_workload, p->dst->name);
+        zt_conn_set_str(&c->dst_namespace, p->dst->namespace);
+    } else if (p->waypoint) {
+        zt_conn_set_str(&c->dst_workload, p->waypoint->name);
+        zt_conn_set_str(&c->dst_namespace, p->waypoint->namespace);
+    }
+    if (p->kind == ZT_PLAN_HBONE) {
+        zt_conn_set_str(&c->dst_identity, p->expected_identity);
+        zt_conn_set_str(&c->hbone_addr, p->authority);
+    }
+}
+
+static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
+                       const struct gm_workload *src, const struct zt_plan *p)
+{
+    char fwd[96], addr[64];
+    struct gm_hbone_stream *s = NULL;
+
+    snprintf(fwd, sizeof(fwd), "for=\"%s\"", c->src_addr);
+    struct gm_hbone_header hdrs[] = {{"forwarded", 0, fwd, 0}};
+    int rc =
+        zt_pool_open_stream(&w->pool, pod, src->identity, p->expected_identity, &p->connect_ip,
+                            p->connect_port, p->authority, hdrs, 1, &zt_conn_stream_cbs, c, &s);
+    if (rc < 0) {
+        zt_format_authority(&p->connect_ip, p->connect_port, addr, sizeof(addr));
+        GM_LOG_DEBUG("outbound", "tunnel open failed", "dst=%s error=%s", addr, strerror(-rc));
+        return rc;
+    }
+    zt_conn_attach_stream(c, &c->up, s);
+    return 0;
+}
+
+static int start_plain(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
+                       const struct zt_plan *p)
+{
+    struct sockaddr_storage ss;
+    int fd = zt_proxy_pod_socket(w, pod, p->connect_ip.family);
+
+    if (fd < 0)
+        return fd;
+    zt_sockaddr_of(&p->connect_ip, p->connect_port, &ss);
+    return zt_conn_connect_tcp(c, fd, (struct sockaddr *)&ss, NULL);
+}
+
+void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener)
+{
+    struct zt_conn *c = zt_conn_new(w, ZT_DIR_OUTBOUND);
+    struct gm_ip sip, dip;
+    int sport = 0, dport = 0, rc;
+    struct zt_plan p;
+
+    uv_tcp_init(zt_proxy_loop(w), &c->down.tcp);
+    zt_conn_accepted(c);
+    if (uv_accept(listener, (uv_stream_t *)&c->down.tcp) < 0) {
+        zt_conn_close(c, "accept failed");
+        return;
+    }
+    if (original_dst(&c->down.tcp, &dip, &dport) < 0) {
+        zt_conn_close(c, "no original destination");
+        return;
+    }
+    peer_of(&c->down.tcp, &sip, &sport);
+    const struct gm_snapshot *s = zt_proxy_snapshot(w);
+    const struct gm_workload *src = s ? gm_snapshot_workload_by_uid(s, pod->uid) : NULL;
+    if (s == NULL) {
+        zt_conn_close(c, "no configuration yet");
+        return;
+    }
+    zt_outbound_plan(s, src, &dip, dport, zt_proxy_random(w), &p);
+    describe(c, src, &p, &sip, sport, &dip, dport);
+    zt_telemetry_conn_opened(w, c);
+    if (dport >= 15001 && dport <= 15021 && p.kind == ZT_PLAN_PASSTHROUGH && p.dst == NULL &&
+        gm_ip_equal(&dip, &src->ip)) {
+        zt_conn_close(c, "refusing a connection to our own capture port");
+        return;
+    }
+    switch (p.kind) {
+    case ZT_PLAN_HBONE:
+        rc = start_hbone(w, pod, c, src, &p);
+        break;
+    case ZT_PLAN_PASSTHROUGH:
+        rc = start_plain(w, pod, c, &p);
+        break;
+    default:
+        c->response_flags = "CONNECT";
+        zt_conn_close(c, p.reason);
+        return;
+    }
+    if (rc < 0) {
+        c->response_flags = "CONNECT";
+        zt_conn_close(c, "upstream setup failed");
+    }
+}

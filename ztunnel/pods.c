@@ -1,0 +1,328 @@
+/* The capture manager: for each enrolled pod of this node, listeners inside the pod's netns (one
+ * set per worker, SO_REUSEPORT) and then the pod's redirection rules; removal in reverse order.
+ * Rules go in only after the listeners exist, so a pod never has a window where its traffic is
+ * redirected to nothing. Runs on the control loop. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "gammamesh/log.h"
+#include "netns.h"
+#include "ztunnel.h"
+
+const int zt_listener_ports[ZT_LISTEN__MAX] = {15001, 15006, 15008};
+
+enum zt_pod_state {
+    ZT_POD_LISTENING = 0, /* listeners handed to workers, rules being installed */
+    ZT_POD_CAPTURED,      /* rules installed: traffic flows through us */
+    ZT_POD_FAILED,        /* listeners or rules failed; retried on a timer */
+    ZT_POD_REMOVING,      /* rules being removed; listeners closed after */
+    ZT_POD__MAX
+};
+
+static void on_retry(uv_timer_t *t);
+static void stop_pod(struct zt_pods *p, struct zt_pod *pod);
+
+static const char *const state_names[ZT_POD__MAX] = {"listening", "captured", "failed", "removing"};
+
+struct zt_pod {
+    struct zt_pods *owner;
+    char *uid, *name, *namespace, *netns;
+    enum zt_pod_state state;
+    bool seen;    /* still wanted by the latest snapshot */
+    bool adopted; /* workers hold listeners */
+    bool busy;    /* an nft run is in flight */
+    int attempts;
+    char error[160];
+};
+
+void zt_pods_init(struct zt_pods *p, struct zt *zt)
+{
+    memset(p, 0, sizeof(*p));
+    p->zt = zt;
+    uv_timer_init(gm_daemon_loop(zt->daemon), &p->retry);
+}
+
+static void pod_free(struct zt_pod *pod)
+{
+    free(pod->uid);
+    free(pod->name);
+    free(pod->namespace);
+    free(pod->netns);
+    free(pod);
+}
+
+static void remove_entry(struct zt_pods *p, struct zt_pod *pod)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i] == pod) {
+            p->v[i] = p->v[--p->n];
+            break;
+        }
+    }
+    pod_free(pod);
+}
+
+static void set_failed(struct zt_pod *pod, const char *what, int err)
+{
+    pod->state = ZT_POD_FAILED;
+    snprintf(pod->error, sizeof(pod->error), "%s: %s", what, strerror(err < 0 ? -err : err));
+    GM_LOG_WARN("capture", "pod capture failed", "pod=%s/%s error=\"%s\" attempt=%d",
+                pod->namespace, pod->name, pod->error, pod->attempts);
+    if (!uv_is_active((uv_handle_t *)&pod->owner->retry))
+        uv_timer_start(&pod->owner->retry, on_retry, 1000, 0);
+}
+
+static void release_workers(struct zt_pods *p, struct zt_pod *pod)
+{
+    if (!pod->adopted)
+        return;
+    for (unsigned i = 0; i < p->zt->workers.n; i++)
+        gm_workers_post(&p->zt->workers.v[i], zt_proxy_release, gm_xstrdup(pod->uid));
+    pod->adopted = false;
+}
+
+static void close_fds(int (*fds)[ZT_LISTEN__MAX], unsigned n)
+{
+    for (unsigned w = 0; w < n; w++)
+        for (int k = 0; k < ZT_LISTEN__MAX; k++)
+            if (fds[w][k] >= 0)
+                close(fds[w][k]);
+}
+
+/* Open every worker's listeners in the pod netns and hand them over. */
+static int open_listeners(struct zt_pods *p, struct zt_pod *pod)
+{
+    unsigned nw = p->zt->workers.n;
+    int self = zt_netns_self(), nsfd = zt_netns_open(pod->netns), rc = 0;
+    int(*fds)[ZT_LISTEN__MAX] = gm_xcalloc(nw, sizeof(*fds));
+
+    memset(fds, 0xff, nw * sizeof(*fds));
+    if (self < 0 || nsfd < 0) {
+        rc = self < 0 ? self : nsfd;
+        goto out;
+    }
+    for (unsigned w = 0; w < nw && rc == 0; w++) {
+        for (int k = 0; k < ZT_LISTEN__MAX && rc == 0; k++) {
+            struct sockaddr_in sa = {.sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)zt_listener_ports[k])};
+            fds[w][k] = zt_netns_listener(nsfd, self, (struct sockaddr *)&sa, sizeof(sa), ZT_MARK);
+            if (fds[w][k] < 0)
+                rc = fds[w][k];
+        }
+    }
+    if (rc < 0) {
+        close_fds(fds, nw);
+        goto out;
+    }
+    for (unsigned w = 0; w < nw; w++) {
+        struct zt_adopt *a = gm_xcalloc(1, sizeof(*a));
+        a->uid = gm_xstrdup(pod->uid);
+        a->nsfd = dup(nsfd);
+        memcpy(a->fds, fds[w], sizeof(a->fds));
+        gm_workers_post(&p->zt->workers.v[w], zt_proxy_adopt, a);
+    }
+    pod->adopted = true;
+out:
+    free(fds);
+    if (nsfd >= 0)
+        close(nsfd);
+    if (self >= 0)
+        close(self);
+    return rc;
+}
+
+static void on_rules_installed(void *ctx, int status)
+{
+    struct zt_pod *pod = ctx;
+
+    pod->busy = false;
+    if (pod->state == ZT_POD_REMOVING || !pod->seen) {
+        stop_pod(pod->owner, pod); /* went away while its rules were going in */
+        return;
+    }
+    if (status < 0) {
+        set_failed(pod, "installing capture rules", status);
+        return;
+    }
+    pod->state = ZT_POD_CAPTURED;
+    GM_LOG_INFO("capture", "pod captured", "pod=%s/%s netns=%s", pod->namespace, pod->name,
+                pod->netns);
+}
+
+static void start_pod(struct zt_pods *p, struct zt_pod *pod)
+{
+    char path[512];
+
+    pod->attempts++;
+    pod->error[0] = '\0';
+    if (!pod->adopted) {
+        int rc = open_listeners(p, pod);
+        if (rc < 0) {
+            set_failed(pod, "opening listeners in the pod netns", rc);
+            return;
+        }
+    }
+    pod->state = ZT_POD_LISTENING;
+    if (!p->zt->set.capture) {
+        pod->state = ZT_POD_CAPTURED;
+        return;
+    }
+    zt_netns_path(pod->netns, path, sizeof(path));
+    pod->busy = true;
+    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, true, on_rules_installed, pod);
+}
+
+static void on_rules_removed(void *ctx, int status)
+{
+    struct zt_pod *pod = ctx;
+    struct zt_pods *p = pod->owner;
+
+    pod->busy = false;
+    if (status < 0)
+        GM_LOG_DEBUG("capture", "rule removal failed (netns gone?)", "pod=%s/%s", pod->namespace,
+                     pod->name);
+    release_workers(p, pod);
+    GM_LOG_INFO("capture", "pod released", "pod=%s/%s", pod->namespace, pod->name);
+    remove_entry(p, pod);
+}
+
+static void stop_pod(struct zt_pods *p, struct zt_pod *pod)
+{
+    char path[512];
+
+    pod->state = ZT_POD_REMOVING;
+    if (pod->busy)
+        return; /* finishes in the pending callback */
+    if (!p->zt->set.capture || !pod->adopted) {
+        release_workers(p, pod);
+        remove_entry(p, pod);
+        return;
+    }
+    zt_netns_path(pod->netns, path, sizeof(path));
+    pod->busy = true;
+    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, false, on_rules_removed, pod);
+}
+
+static struct zt_pod *find(struct zt_pods *p, const char *uid)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->v[i]->uid, uid) == 0)
+            return p->v[i];
+    return NULL;
+}
+
+static bool wanted(const struct zt *zt, const struct gm_workload *w)
+{
+    return w->enrolled && w->netns && w->ip.family && w->node && zt->node &&
+           strcmp(w->node, zt->node) == 0;
+}
+
+static void add_pod(struct zt_pods *p, const struct gm_workload *w)
+{
+    if ((int64_t)p->n >= p->zt->set.max_pods) {
+        GM_LOG_WARN("capture", "max-pods reached, pod not captured", "pod=%s/%s", w->namespace,
+                    w->name);
+        return;
+    }
+    struct zt_pod *pod = gm_xcalloc(1, sizeof(*pod));
+    pod->owner = p;
+    pod->uid = gm_xstrdup(w->uid);
+    pod->name = gm_xstrdup(w->name);
+    pod->namespace = gm_xstrdup(w->namespace);
+    pod->netns = gm_xstrdup(w->netns);
+    pod->seen = true;
+    GM_VEC_PUSH(p->v, p->n, p->cap);
+    p->v[p->n - 1] = pod;
+    start_pod(p, pod);
+}
+
+void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
+{
+    if (!p->zt->workers_started || s == NULL)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        p->v[i]->seen = false;
+    for (size_t i = 0; i < s->n_workloads; i++) {
+        const struct gm_workload *w = &s->workloads[i];
+        if (!wanted(p->zt, w))
+            continue;
+        struct zt_pod *pod = find(p, w->uid);
+        if (pod && strcmp(pod->netns, w->netns) != 0) {
+            pod->seen = false; /* sandbox re-created: drop the old capture first */
+            continue;
+        }
+        if (pod)
+            pod->seen = pod->state != ZT_POD_REMOVING;
+        else
+            add_pod(p, w);
+    }
+    for (size_t i = p->n; i-- > 0;) {
+        struct zt_pod *pod = p->v[i];
+        if (!pod->seen && pod->state != ZT_POD_REMOVING)
+            stop_pod(p, pod);
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct zt_pods *p = container_of(t, struct zt_pods, retry);
+    bool again = false;
+
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i]->state == ZT_POD_FAILED && !p->v[i]->busy) {
+            start_pod(p, p->v[i]);
+            again |= p->v[i]->state == ZT_POD_FAILED;
+        }
+    }
+    if (again)
+        uv_timer_start(&p->retry, on_retry, 1000, 0);
+}
+
+bool zt_pods_ready(const struct zt_pods *p, char *reason, size_t len)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i]->state != ZT_POD_CAPTURED) {
+            snprintf(reason, len, "pod %s/%s is %s", p->v[i]->namespace, p->v[i]->name,
+                     state_names[p->v[i]->state]);
+            return false;
+        }
+    }
+    return true;
+}
+
+json_t *zt_pods_dump(const struct zt_pods *p)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < p->n; i++) {
+        const struct zt_pod *pod = p->v[i];
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "uid", pod->uid,
+                                             "pod", pod->name, "namespace", pod->namespace, "netns",
+                                             pod->netns, "state", state_names[pod->state],
+                                             "attempts", pod->attempts));
+        if (pod->error[0])
+            json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "error",
+                                json_string(pod->error));
+    }
+    return arr;
+}
+
+void zt_pods_stop_listening(struct zt_pods *p)
+{
+    for (size_t i = p->n; i-- > 0;)
+        if (p->v[i]->state != ZT_POD_REMOVING) {
+            p->v[i]->seen = false;
+            stop_pod(p, p->v[i]);
+        }
+}
+
+void zt_pods_done(struct zt_pods *p)
+{
+    uv_close((uv_handle_t *)&p->retry, NULL);
+    for (size_t i = 0; i < p->n; i++)
+        pod_free(p->v[i]);
+    free(p->v);
+    p->v = NULL;
+    p->n = 0;
+}

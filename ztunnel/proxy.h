@@ -1,0 +1,75 @@
+/* Per-worker proxy state: the pods' listeners on this worker, its open connections, its HBONE
+ * pool and metrics handles. Everything here lives on one worker thread. */
+#ifndef ZT_PROXY_H
+#define ZT_PROXY_H
+
+#include <openssl/ssl.h>
+
+#include "conn.h"
+#include "gammamesh/hbone.h"
+#include "gammamesh/identity.h"
+#include "pool.h"
+#include "ztunnel.h"
+
+/* A pod's listeners on one worker. */
+struct zt_wpod {
+    struct zt_worker *w;
+    char *uid;
+    int nsfd; /* the pod's netns, for sockets made on its behalf */
+    uv_tcp_t listeners[ZT_LISTEN__MAX];
+    bool listening[ZT_LISTEN__MAX];
+    int pending_closes;
+    bool released;
+    struct zt_wpod *next;
+};
+
+/* An inbound HBONE connection accepted on a pod's 15008 (server side). */
+struct zt_inbound_tunnel {
+    struct zt_worker *w;
+    struct gm_hbone_conn *conn;
+    char *pod_uid;           /* the pod whose listener accepted */
+    char peer_identity[300]; /* verified SPIFFE ID of the peer */
+    struct gm_ip peer_ip;
+    struct zt_inbound_tunnel *prev, *next;
+};
+
+struct zt_worker {
+    struct gm_worker *gw;
+    struct zt *zt;
+    struct zt_wpod *pods;
+    struct zt_conn *conns;
+    unsigned n_conns;
+    struct zt_inbound_tunnel *tunnels;
+    struct zt_pool pool;
+    bool draining;
+    uint32_t rnd;
+};
+
+uv_loop_t *zt_proxy_loop(struct zt_worker *w);
+const struct zt_settings *zt_proxy_settings(struct zt_worker *w);
+const struct gm_snapshot *zt_proxy_snapshot(struct zt_worker *w);
+void zt_proxy_conn_added(struct zt_worker *w, struct zt_conn *c);
+void zt_proxy_conn_done(struct zt_worker *w, struct zt_conn *c);
+uint32_t zt_proxy_random(struct zt_worker *w);
+struct zt_wpod *zt_proxy_find_pod(struct zt_worker *w, const char *uid);
+
+/* A socket in the pod's netns carrying SO_MARK (fd or -errno). */
+int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family);
+
+/* Flows (ztunnel/outbound.c, ztunnel/inbound.c). */
+void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
+void zt_inbound_plain_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
+void zt_inbound_hbone_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
+/* Re-check every inbound connection on this worker against the current policies. */
+void zt_inbound_recheck(struct zt_worker *w);
+
+/* Access log and metrics for a connection that just closed (ztunnel/telemetry.c). */
+void zt_telemetry_conn_opened(struct zt_worker *w, struct zt_conn *c);
+void zt_telemetry_conn_closed(struct zt_worker *w, struct zt_conn *c);
+
+/* Identity (ztunnel/identity.c): a reference to the certificate of spiffe_id (NULL + -errno on
+ * failure), and the shared SSL contexts. Thread-safe. */
+int zt_identity_cert(struct zt *zt, const char *spiffe_id, struct gm_cert **out);
+SSL_CTX *zt_identity_ctx(struct zt *zt, bool server);
+
+#endif

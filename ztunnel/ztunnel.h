@@ -1,0 +1,93 @@
+/* The node daemon's shared state: settings, the daemon skeleton, the configuration runtime, the
+ * worker loops, the capture manager and per-worker proxy state. */
+#ifndef ZT_ZTUNNEL_H
+#define ZT_ZTUNNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gammamesh/control.h"
+#include "gammamesh/daemon.h"
+#include "gammamesh/metrics.h"
+#include "gammamesh/settings.h"
+#include "gammamesh/workers.h"
+
+struct zt_pod;
+struct zt_identity;
+struct zt_metrics;
+
+struct zt_settings {
+    struct gm_common_settings common;
+    uint64_t connect_timeout_ms; /* upstream TCP connect deadline */
+    uint64_t idle_timeout_ms;    /* a relayed connection with no bytes either way is closed */
+    uint64_t cert_lifetime_ms;   /* lifetime of minted leaf certificates */
+    int64_t max_conns;           /* open connections per worker */
+    int64_t max_pods;            /* enrolled pods captured on this node */
+    bool capture;                /* install capture rules in pod netns (off: listeners only) */
+};
+
+/* Ports in each enrolled pod's netns (DESIGN §3). */
+enum zt_listener {
+    ZT_LISTEN_OUTBOUND = 0, /* 15001: captured outbound, original destination via SO_ORIGINAL_DST */
+    ZT_LISTEN_INBOUND_PLAIN, /* 15006: captured inbound plaintext */
+    ZT_LISTEN_HBONE,         /* 15008: inbound HBONE (mTLS, HTTP/2 CONNECT) */
+    ZT_LISTEN__MAX
+};
+
+extern const int zt_listener_ports[ZT_LISTEN__MAX];
+
+/* Capture manager (control loop): one entry per enrolled pod of this node. */
+struct zt_pods {
+    struct zt *zt;
+    struct zt_pod **v;
+    size_t n, cap;
+    uv_timer_t retry;
+};
+
+struct zt {
+    struct zt_settings set;
+    const char *node;
+    struct gm_daemon *daemon;
+    struct gm_control control;
+    struct gm_workers workers;
+    struct zt_pods pods;
+    struct zt_identity *identity;
+    struct zt_metrics *metrics;
+    bool workers_started;
+};
+
+/* Per-worker proxy state (ztunnel/proxy.c). */
+struct zt_worker;
+
+/* Capture manager (ztunnel/pods.c). */
+void zt_pods_init(struct zt_pods *p, struct zt *zt);
+/* Bring capture in line with the snapshot: new enrolled pods of this node get listeners in
+ * every worker then their rules; pods that left get their rules then listeners removed. */
+void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s);
+bool zt_pods_ready(const struct zt_pods *p, char *reason, size_t len);
+json_t *zt_pods_dump(const struct zt_pods *p);
+/* Remove every pod's rules (asynchronously) and listeners: on drain and stop. */
+void zt_pods_stop_listening(struct zt_pods *p);
+void zt_pods_done(struct zt_pods *p);
+
+/* Worker side (ztunnel/proxy.c). */
+void zt_proxy_worker_init(struct gm_worker *w, void *zt);
+void zt_proxy_worker_stop(struct gm_worker *w, void *zt);
+/* Adopt the listener fds of a pod on worker w (runs on the worker thread). */
+struct zt_adopt {
+    char *uid;
+    int nsfd; /* a dup owned by the worker's pod entry */
+    int fds[ZT_LISTEN__MAX];
+};
+void zt_proxy_adopt(struct gm_worker *w, void *adopt);
+/* Close the pod's listeners on worker w; open connections continue. arg: heap uid string. */
+void zt_proxy_release(struct gm_worker *w, void *uid);
+/* Drain: stop accepting everywhere on worker w and GOAWAY tunnels. */
+void zt_proxy_drain(struct gm_worker *w, void *unused);
+/* Re-check inbound connections against the worker's (new) snapshot. */
+void zt_proxy_recheck(struct gm_worker *w, void *unused);
+/* Open connections on this worker (approximate, read from the control loop for drain). */
+unsigned zt_proxy_open_conns(const struct gm_worker *w);
+
+#endif
