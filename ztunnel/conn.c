@@ -80,8 +80,9 @@ static void close_side(struct zt_conn *c, struct zt_side *s)
         c->pending_closes++;
         uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
     } else if (s->kind == ZT_SIDE_STREAM && s->stream) {
-        /* A clean close after both directions ended is already done by the stream itself. */
-        gm_hbone_stream_reset(s->stream, c->error ? 8 /* CANCEL */ : 0);
+        /* After both directions ended cleanly the stream closes by itself: no reset. */
+        if (c->error || !s->eof || !s->shut)
+            gm_hbone_stream_reset(s->stream, c->error ? 8 /* CANCEL */ : 0);
     }
 }
 

@@ -150,9 +150,34 @@ static int on_tunnel_handshake(struct gm_hbone_conn *hc, void *ctx)
     return -EPERM;
 }
 
-struct pending_connect {
-    struct gm_hbone_stream *s;
-};
+/* The original client from `forwarded: for="ip:port"`, else the tunnel's peer address; the
+ * source workload is looked up by that address. */
+static void describe_src(struct zt_worker *w, struct zt_conn *c, const struct gm_hbone_header *fwd,
+                         const struct gm_ip *peer)
+{
+    char buf[96];
+    struct gm_ip ip = *peer;
+    int port = 0;
+
+    gm_ip_format(peer, buf, sizeof(buf));
+    if (fwd && fwd->value_len > 6 && fwd->value_len < sizeof(buf) &&
+        strncmp(fwd->value, "for=\"", 5) == 0) {
+        memcpy(buf, fwd->value + 5, fwd->value_len - 5);
+        buf[fwd->value_len - 5] = '\0';
+        char *q = strchr(buf, '"');
+        if (q)
+            *q = '\0';
+        if (gm_ipport_parse(buf, &ip, &port) < 0)
+            ip = *peer;
+    }
+    zt_conn_set_str(&c->src_addr, buf);
+    const struct gm_snapshot *s = zt_proxy_snapshot(w);
+    const struct gm_workload *src = s ? gm_snapshot_workload_by_ip(s, &ip) : NULL;
+    if (src) {
+        zt_conn_set_str(&c->src_workload, src->name);
+        zt_conn_set_str(&c->src_namespace, src->namespace);
+    }
+}
 
 static void on_app_connected(struct zt_conn *c, int status)
 {
@@ -192,14 +217,12 @@ static void on_tunnel_request(struct gm_hbone_conn *hc, struct gm_hbone_stream *
     struct zt_worker *w = t->w;
     const struct gm_workload *dst = local_workload(w, t->pod_uid);
     struct zt_conn *c = zt_conn_new(w, ZT_DIR_INBOUND);
-    char buf[64];
 
     zt_conn_attach_stream(c, &c->down, s);
     c->src_ip = t->peer_ip;
     zt_conn_set_str(&c->src_identity, t->peer_identity);
     zt_conn_set_str(&c->hbone_addr, req->authority);
-    const struct gm_hbone_header *fwd = gm_hbone_request_header(req, "forwarded");
-    zt_conn_set_str(&c->src_addr, fwd ? fwd->value : gm_ip_format(&t->peer_ip, buf, sizeof(buf)));
+    describe_src(w, c, gm_hbone_request_header(req, "forwarded"), &t->peer_ip);
     c->dst_port = req->port;
     if (dst)
         describe_dst(c, dst, req->port);
