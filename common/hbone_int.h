@@ -101,6 +101,7 @@ struct gm_hbone_stream *hbone_stream_new(struct gm_hbone_conn *c, int32_t id);
 void hbone_stream_link(struct gm_hbone_stream *s);
 void hbone_stream_free(struct gm_hbone_stream *s);
 void hbone_stream_on_end(struct gm_hbone_stream *s);
+void hbone_stream_resume(struct gm_hbone_stream *s);
 ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length,
                                uint32_t *flags, nghttp2_data_source *src, void *user);
 void hbone_queue_clear(struct hbone_queue *q);

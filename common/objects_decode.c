@@ -263,6 +263,7 @@ static void decode_strs(struct gm_objdec *d, const struct gm_field *f, const str
         n = (size_t)f->max;
     }
     out->v = GM_ARENA_ARRAY(d->a, char *, n ? n : 1);
+    out->n = 0; /* a duplicate key decodes again: start over */
     for (size_t i = 0; i < n; i++) {
         size_t old = gm_objects_push_index(d, i);
         char *s = NULL;
@@ -286,6 +287,7 @@ void gm_objects_kvs(struct gm_objdec *d, const struct gm_ynode *v, struct gm_kvs
         return;
     }
     out->v = GM_ARENA_ARRAY(d->a, struct gm_kv, v->n ? v->n : 1);
+    out->n = 0; /* a duplicate key decodes again: start over */
     for (size_t i = 0; i < v->n; i++) {
         const struct gm_ynode *k = v->pairs[i].key;
         struct gm_kv *kv = &out->v[out->n];
@@ -478,6 +480,82 @@ const char *gm_objects_check_dns_label(const char *s)
         if (!is_lower_alnum(s[i]) && (s[i] != '-' || i == 0 || i == n - 1))
             return "must be lower-case alphanumerics or '-', starting and ending alphanumeric";
     return NULL;
+}
+
+/* ---- HTTP and Gateway API checks ---- */
+
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* RFC 7230 token, as the CRD's HTTPHeaderName. */
+const char *gm_objects_check_header_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 256)
+        return "a header name must have 1 to 256 characters";
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar(s[i]))
+            return "a header name must be an RFC 7230 token";
+    return NULL;
+}
+
+static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                      "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+
+const char *gm_objects_check_method(const char *s)
+{
+    for (size_t i = 0; i < GM_ARRAY_LEN(methods); i++)
+        if (strcmp(s, methods[i]) == 0)
+            return NULL;
+    return "method must be one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH";
+}
+
+/* RFC 1123 subdomain, as the CRD's SectionName. */
+const char *gm_objects_check_subdomain(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 253)
+        return "must have 1 to 253 characters";
+    for (size_t i = 0; i < n; i++) {
+        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        bool edge = i == 0 || i == n - 1 || s[i - 1] == '.' || s[i + 1] == '.';
+        if (!alnum && (edge || (s[i] != '-' && s[i] != '.')))
+            return "must be lower-case alphanumerics, '-' or '.', each label starting and ending "
+                   "alphanumeric";
+    }
+    return NULL;
+}
+
+/* Index of s in names[], or -1. */
+static int lookup(const char *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (names[i] && strcmp(s, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+int gm_objects_enum(struct gm_objdec *d, const struct gm_ynode *n, const char *what,
+                    const char *const *names, size_t count)
+{
+    char *s;
+
+    if (gm_objects_str(d, n, &s) != 0)
+        return -1;
+    int v = lookup(s, names, count);
+    if (v < 0)
+        gm_objects_error(d, n, NULL, "unsupported %s \"%s\"", what, s);
+    return v;
+}
+
+const struct gm_ynode *gm_objects_item(const struct gm_ynode *seq, size_t i)
+{
+    return seq && seq->type == GM_YNODE_SEQ && i < seq->n ? seq->items[i] : NULL;
 }
 
 /* ---- duplicate keys (YAML keeps them; an object that has any is rejected) ---- */

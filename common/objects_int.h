@@ -143,9 +143,42 @@ const char *gm_objects_node_kind(const struct gm_ynode *n);
 /* Report every key that occurs twice in some map under n (YAML keeps duplicates). */
 void gm_objects_check_dups(struct gm_objdec *d, const struct gm_ynode *n, int depth);
 
+/* The i-th item of a sequence, or NULL. */
+const struct gm_ynode *gm_objects_item(const struct gm_ynode *seq, size_t i);
+/* An enum-valued scalar: its index in names[count], or -1 (an error is reported unless the
+ * node is null). */
+int gm_objects_enum(struct gm_objdec *d, const struct gm_ynode *n, const char *what,
+                    const char *const *names, size_t count);
+
 /* Shared checks (gm_check_fn). */
-const char *gm_objects_check_port_name(const char *s);
-const char *gm_objects_check_dns_label(const char *s);
+const char *gm_objects_check_port_name(const char *s);   /* IANA service name */
+const char *gm_objects_check_dns_label(const char *s);   /* RFC 1123 label */
+const char *gm_objects_check_subdomain(const char *s);   /* RFC 1123 subdomain */
+const char *gm_objects_check_header_name(const char *s); /* RFC 7230 token, <= 256 */
+const char *gm_objects_check_method(const char *s);      /* the HTTPRoute method enum */
+
+#define GM_OBJ_MAX_PATH 1024 /* path values and path modifier values */
+
+/* Object reference fields shared by backendRefs and the mirror's backendRef; prefix is the
+ * member path to the struct gm_backend_obj_ref inside st ("ref." or empty). */
+#define GM_OBJ_REF_FIELDS(st, prefix)                                                              \
+    GM_FIELD_STR(st, "group", prefix group, NULL, 0),                                              \
+        GM_FIELD_STR(st, "kind", prefix kind, NULL, 0),                                            \
+        GM_FIELD_STR(st, "name", prefix name, NULL, GM_F_REQUIRED),                                \
+        GM_FIELD_STR(st, "namespace", prefix namespace, NULL, 0),                                  \
+        GM_FIELD_INT(st, "port", prefix port, 1, 65535, 0)
+
+/* objects_filter.c: defaults (group "", kind Service, the route's namespace) and checks of a
+ * decoded object reference at node n. */
+void gm_objects_obj_ref_defaults(struct gm_objdec *d, const struct gm_ynode *n,
+                                 struct gm_backend_obj_ref *r);
+/* A filter list (at most 16) with its per-list rules; as gm_objects_seq. */
+int gm_objects_filters_decode(struct gm_objdec *d, const struct gm_ynode *v, struct gm_filter **out,
+                              size_t *n);
+/* The field that holds a filter type's configuration ("urlRewrite"). */
+const char *gm_objects_filter_key(enum gm_filter_type t);
+/* The path modifier of a RequestRedirect or URLRewrite filter, else NULL. */
+const struct gm_path_mod *gm_objects_filter_path_mod(const struct gm_filter *f);
 
 /* Per-kind spec decoders (objects_route.c, objects_authz.c). */
 void gm_objects_route_decode(struct gm_objdec *d, const struct gm_ynode *spec, struct gm_object *o);

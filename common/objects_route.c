@@ -1,5 +1,6 @@
-/* HTTPRoute spec (gateway.networking.k8s.io/v1, plus the experimental `retry`): decoding, CRD
- * validation (patterns, enums, list limits, the rule-level CEL rules) and defaults. Unknown
+/* HTTPRoute spec (gateway.networking.k8s.io/v1, plus the experimental `retry`): parentRefs,
+ * matches, backendRefs, timeouts, retry and rules, with CRD validation (patterns, enums, list
+ * limits, the rule-level CEL rules) and defaults. Filters are in objects_filter.c. Unknown
  * fields are errors so that a typo never passes silently. */
 #include "objects_int.h"
 
@@ -24,8 +25,9 @@ static const char *check_hostname(const char *s)
 {
     if (s[0] == '*' && s[1] == '.')
         s += 2;
-    return check_section_name(s) ? "must be a lower-case DNS name, optionally prefixed by \"*.\""
-                                 : NULL;
+    return gm_objects_check_subdomain(s)
+               ? "must be a lower-case DNS name, optionally prefixed by \"*.\""
+               : NULL;
 }
 
 static bool is_hex(char c)
@@ -47,7 +49,7 @@ static const char *check_path_value(const char *s)
 
     if (s[0] != '/')
         return "must start with '/'";
-    if (strlen(s) > MAX_PATH)
+    if (strlen(s) > GM_OBJ_MAX_PATH)
         return "must have at most 1024 characters";
     for (size_t i = 0; i < GM_ARRAY_LEN(bad); i++)
         if (strstr(s, bad[i]))
@@ -106,7 +108,7 @@ static int decode_path_match(struct gm_objdec *d, const struct gm_ynode *v, void
         return -EINVAL;
     if (t.type) {
         size_t old = gm_objects_push(d, "type");
-        int type = decode_enum(d, t.type, "path match type", path_types, GM_PATH__MAX);
+        int type = gm_objects_enum(d, t.type, "path match type", path_types, GM_PATH__MAX);
         m->path_type = type < 0 ? GM_PATH_PREFIX : (enum gm_path_match)type;
         gm_objects_pop(d, old);
     }
@@ -126,7 +128,7 @@ struct cond_tmp {
 
 static const struct gm_field cond_fields[] = {
     GM_FIELD_NODE(struct cond_tmp, "type", type, 0),
-    GM_FIELD_STR(struct cond_tmp, "name", name, check_header_name, GM_F_REQUIRED),
+    GM_FIELD_STR(struct cond_tmp, "name", name, gm_objects_check_header_name, GM_F_REQUIRED),
     GM_FIELD_NODE(struct cond_tmp, "value", value, GM_F_REQUIRED),
 };
 
@@ -155,7 +157,7 @@ static int decode_cond(struct gm_objdec *d, const struct gm_ynode *item, void *e
     h->name = t.name;
     if (t.type) {
         size_t old = gm_objects_push(d, "type");
-        int type = decode_enum(d, t.type, "match type", value_types, GM_VALUE__MAX);
+        int type = gm_objects_enum(d, t.type, "match type", value_types, GM_VALUE__MAX);
         h->type = type < 0 ? GM_VALUE_EXACT : (enum gm_value_match)type;
         gm_objects_pop(d, old);
     }
@@ -197,7 +199,7 @@ static const struct gm_field match_fields[] = {
     GM_FIELD_FUNC("path", decode_path_match, 0),
     GM_FIELD_FUNC("headers", decode_match_headers, 0),
     GM_FIELD_FUNC("queryParams", decode_match_queries, 0),
-    GM_FIELD_STR(struct gm_http_match, "method", method, check_method, 0),
+    GM_FIELD_STR(struct gm_http_match, "method", method, gm_objects_check_method, 0),
 };
 
 static void match_init(struct gm_http_match *m, struct gm_loc loc)
@@ -222,11 +224,11 @@ static int decode_backend_filters(struct gm_objdec *d, const struct gm_ynode *v,
 {
     struct gm_backend_ref *b = base;
 
-    return decode_filters(d, v, &b->filters, &b->n_filters);
+    return gm_objects_filters_decode(d, v, &b->filters, &b->n_filters);
 }
 
 static const struct gm_field backend_fields[] = {
-    OBJ_REF_FIELDS(struct gm_backend_ref, ref.),
+    GM_OBJ_REF_FIELDS(struct gm_backend_ref, ref.),
     GM_FIELD_INT(struct gm_backend_ref, "weight", weight, 0, MAX_WEIGHT, 0),
     GM_FIELD_FUNC("filters", decode_backend_filters, 0),
 };
@@ -240,7 +242,7 @@ static int decode_backend(struct gm_objdec *d, const struct gm_ynode *item, void
     b->ref.port = -1;
     if (gm_objects_map(d, item, backend_fields, GM_ARRAY_LEN(backend_fields), true, b) < 0)
         return -EINVAL;
-    obj_ref_defaults(d, item, &b->ref);
+    gm_objects_obj_ref_defaults(d, item, &b->ref);
     return 0;
 }
 
@@ -311,7 +313,7 @@ static int decode_rule_filters(struct gm_objdec *d, const struct gm_ynode *v, vo
 {
     struct gm_route_rule *r = base;
 
-    return decode_filters(d, v, &r->filters, &r->n_filters);
+    return gm_objects_filters_decode(d, v, &r->filters, &r->n_filters);
 }
 
 static int decode_rule_backends(struct gm_objdec *d, const struct gm_ynode *v, void *base)
@@ -323,7 +325,7 @@ static int decode_rule_backends(struct gm_objdec *d, const struct gm_ynode *v, v
 }
 
 static const struct gm_field rule_fields[] = {
-    GM_FIELD_STR(struct gm_route_rule, "name", name, check_section_name, 0),
+    GM_FIELD_STR(struct gm_route_rule, "name", name, gm_objects_check_subdomain, 0),
     GM_FIELD_FUNC("matches", decode_rule_matches, 0),
     GM_FIELD_FUNC("filters", decode_rule_filters, 0),
     GM_FIELD_FUNC("backendRefs", decode_rule_backends, 0),
@@ -339,11 +341,11 @@ static void check_prefix_rewrites(struct gm_objdec *d, const struct gm_route_rul
     bool ok = r->n_matches == 1 && r->matches[0].path_type == GM_PATH_PREFIX;
 
     for (size_t i = 0; i < n && !ok; i++) {
-        const struct gm_path_mod *pm = filter_path_mod(&f[i]);
+        const struct gm_path_mod *pm = gm_objects_filter_path_mod(&f[i]);
         if (pm == NULL || !pm->set || pm->type != GM_PATHMOD_PREFIX)
             continue;
-        const char *key = filter_defs[f[i].type].key;
-        const struct gm_ynode *cfg = gm_ynode_get(item_at(list, i), key);
+        const char *key = gm_objects_filter_key(f[i].type);
+        const struct gm_ynode *cfg = gm_ynode_get(gm_objects_item(list, i), key);
         size_t old = gm_objects_push_index(d, i);
         gm_objects_push(d, key);
         gm_objects_error(d, gm_ynode_get(cfg, "path"), "path",
@@ -365,14 +367,14 @@ static void check_rule(struct gm_objdec *d, const struct gm_ynode *item,
         if (r->filters[i].type != GM_FILTER_REDIRECT || r->n_backends == 0)
             continue;
         size_t o2 = gm_objects_push_index(d, i);
-        gm_objects_error(d, item_at(filters, i), NULL,
+        gm_objects_error(d, gm_objects_item(filters, i), NULL,
                          "RequestRedirect cannot be combined with backendRefs");
         gm_objects_pop(d, o2);
     }
     check_prefix_rewrites(d, r, filters, r->filters, r->n_filters);
     gm_objects_pop(d, old);
     for (size_t j = 0; j < r->n_backends; j++) {
-        const struct gm_ynode *b = item_at(backends, j);
+        const struct gm_ynode *b = gm_objects_item(backends, j);
         old = gm_objects_push(d, "backendRefs");
         gm_objects_push_index(d, j);
         gm_objects_push(d, "filters");
@@ -423,7 +425,7 @@ static void check_rules(struct gm_objdec *d, const struct gm_ynode *v,
         for (size_t j = 0; j < i && rt->rules[i].name; j++) {
             if (rt->rules[j].name && strcmp(rt->rules[i].name, rt->rules[j].name) == 0) {
                 size_t old = gm_objects_push_index(d, i);
-                gm_objects_error(d, gm_ynode_get(item_at(v, i), "name"), "name",
+                gm_objects_error(d, gm_ynode_get(gm_objects_item(v, i), "name"), "name",
                                  "rule name \"%s\" is used twice", rt->rules[i].name);
                 gm_objects_pop(d, old);
                 break;
@@ -453,7 +455,7 @@ static const struct gm_field parent_fields[] = {
     GM_FIELD_STR(struct gm_parent_ref, "kind", kind, NULL, 0),
     GM_FIELD_STR(struct gm_parent_ref, "namespace", namespace, NULL, 0),
     GM_FIELD_STR(struct gm_parent_ref, "name", name, NULL, GM_F_REQUIRED),
-    GM_FIELD_STR(struct gm_parent_ref, "sectionName", section_name, check_section_name, 0),
+    GM_FIELD_STR(struct gm_parent_ref, "sectionName", section_name, gm_objects_check_subdomain, 0),
     GM_FIELD_INT(struct gm_parent_ref, "port", port, 1, 65535, 0),
 };
 

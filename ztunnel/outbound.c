@@ -99,9 +99,9 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
 
     snprintf(fwd, sizeof(fwd), "for=\"%s\"", c->src_addr);
     struct gm_hbone_header hdrs[] = {{"forwarded", 0, fwd, 0}};
-    int rc =
-        zt_pool_open_stream(&w->pool, pod, src->identity, p->expected_identity, &p->connect_ip,
-                            p->connect_port, p->authority, hdrs, 1, &zt_conn_stream_cbs, c, &s);
+    int rc = gm_hbone_pool_open_stream(&w->pool, pod->uid, src->identity, p->expected_identity,
+                                       &p->connect_ip, p->connect_port, p->authority, hdrs, 1,
+                                       &zt_conn_stream_cbs, c, &s);
     if (rc < 0) {
         zt_format_authority(&p->connect_ip, p->connect_port, addr, sizeof(addr));
         GM_LOG_DEBUG("outbound", "tunnel open failed", "dst=%s error=%s", addr, strerror(-rc));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "gammamesh/log.h"
+#include "gammamesh/tls.h"
 #include "netns.h"
 
 static struct zt_worker *zw(struct gm_worker *gw)
@@ -182,6 +183,40 @@ void zt_proxy_recheck(struct gm_worker *gw, void *unused)
     zt_inbound_recheck(zw(gw));
 }
 
+/* ---- the outbound pool's factories ---- */
+
+static SSL *pool_make_ssl(void *ctx, const char *src_identity, const char *dst_identity)
+{
+    struct zt_worker *w = ctx;
+    struct gm_cert *cert = NULL;
+    const char *expected[] = {dst_identity};
+
+    if (zt_identity_cert(w->zt, src_identity, &cert) < 0)
+        return NULL;
+    SSL *ssl = SSL_new(zt_identity_ctx(w->zt, false));
+    if (ssl == NULL || gm_tls_set_identity(ssl, cert) < 0 ||
+        gm_tls_set_peer_policy(ssl, expected, 1, NULL) < 0) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    gm_cert_unref(cert);
+    return ssl;
+}
+
+/* The scope is the source pod's uid: its tunnels are made inside its netns. */
+static int pool_make_socket(void *ctx, const char *scope, int family)
+{
+    struct zt_worker *w = ctx;
+    struct zt_wpod *pod = zt_proxy_find_pod(w, scope);
+
+    return pod ? zt_proxy_pod_socket(w, pod, family) : -ENOENT;
+}
+
+static const struct gm_hbone_pool_ops pool_ops = {
+    .make_ssl = pool_make_ssl,
+    .make_socket = pool_make_socket,
+};
+
 /* ---- lifecycle ---- */
 
 void zt_proxy_worker_init(struct gm_worker *gw, void *ctx)
@@ -193,7 +228,7 @@ void zt_proxy_worker_init(struct gm_worker *gw, void *ctx)
     w->rnd = 2463534242u ^ (gw->index * 2654435761u) ^ (uint32_t)uv_hrtime();
     if (w->rnd == 0)
         w->rnd = 1;
-    zt_pool_init(&w->pool, w);
+    gm_hbone_pool_init(&w->pool, &gw->loop, &pool_ops, w, NULL);
     gw->user = w;
 }
 
@@ -208,7 +243,7 @@ void zt_proxy_drain(struct gm_worker *gw, void *unused)
         close_pod(p);
     for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
         gm_hbone_conn_goaway(t->conn);
-    zt_pool_drain(&w->pool);
+    gm_hbone_pool_drain(&w->pool);
 }
 
 void zt_proxy_worker_stop(struct gm_worker *gw, void *ctx)
@@ -225,7 +260,7 @@ void zt_proxy_worker_stop(struct gm_worker *gw, void *ctx)
     }
     for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
         gm_hbone_conn_close(t->conn, GM_HBONE_REASON_OK);
-    zt_pool_close(&w->pool);
+    gm_hbone_pool_close(&w->pool);
     /* The worker's loop runs once more to deliver the close callbacks; w is leaked on purpose
      * until then (the process is exiting). */
 }

@@ -8,7 +8,7 @@
 #include "conn.h"
 #include "gammamesh/hbone.h"
 #include "gammamesh/identity.h"
-#include "pool.h"
+#include "gammamesh/hbone_pool.h"
 #include "ztunnel.h"
 
 /* A pod's listeners on one worker. */
@@ -40,7 +40,7 @@ struct zt_worker {
     struct zt_conn *conns;
     unsigned n_conns;
     struct zt_inbound_tunnel *tunnels;
-    struct zt_pool pool;
+    struct gm_hbone_pool pool;
     bool draining;
     uint32_t rnd;
 };

@@ -1,5 +1,5 @@
-/* The worker's outbound HBONE pool. */
-#include "pool.h"
+/* The outbound HBONE connection pool. */
+#include "gammamesh/hbone_pool.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -7,17 +7,34 @@
 
 #include "gammamesh/log.h"
 #include "gammamesh/tls.h"
-#include "proxy.h"
+#include "gammamesh/util.h"
 
-void zt_pool_init(struct zt_pool *p, struct zt_worker *w)
+struct gm_hbone_pool_conn {
+    struct gm_hbone_pool *pool;
+    char *scope, *src_identity, *dst_identity;
+    struct gm_ip ip;
+    int port;
+    struct gm_hbone_conn *conn;
+    struct gm_hbone_pool_conn *prev, *next;
+};
+
+void gm_hbone_pool_init(struct gm_hbone_pool *p, uv_loop_t *loop,
+                        const struct gm_hbone_pool_ops *ops, void *ctx,
+                        const struct gm_hbone_settings *settings)
 {
     memset(p, 0, sizeof(*p));
-    p->w = w;
+    p->loop = loop;
+    p->ops = ops;
+    p->ctx = ctx;
+    if (settings)
+        p->settings = *settings;
+    else
+        gm_hbone_settings_init(&p->settings, false);
 }
 
-static void unlink_conn(struct zt_pool_conn *pc)
+static void unlink_conn(struct gm_hbone_pool_conn *pc)
 {
-    struct zt_pool *p = pc->pool;
+    struct gm_hbone_pool *p = pc->pool;
 
     if (pc->prev)
         pc->prev->next = pc->next;
@@ -31,12 +48,12 @@ static void unlink_conn(struct zt_pool_conn *pc)
 
 static void on_pool_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason reason, void *ctx)
 {
-    struct zt_pool_conn *pc = ctx;
+    struct gm_hbone_pool_conn *pc = ctx;
 
     GM_LOG_DEBUG("pool", "tunnel closed", "peer=%s reason=%s", pc->dst_identity,
                  gm_hbone_reason_name(reason));
     unlink_conn(pc);
-    free(pc->src_uid);
+    free(pc->scope);
     free(pc->src_identity);
     free(pc->dst_identity);
     free(pc);
@@ -44,7 +61,7 @@ static void on_pool_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason rea
 
 static int on_pool_handshake(struct gm_hbone_conn *c, void *ctx)
 {
-    struct zt_pool_conn *pc = ctx;
+    struct gm_hbone_pool_conn *pc = ctx;
     const char *expected[] = {pc->dst_identity};
     char why[256];
 
@@ -61,48 +78,30 @@ static const struct gm_hbone_conn_cbs pool_conn_cbs = {
     .on_close = on_pool_conn_close,
 };
 
-static bool same_key(const struct zt_pool_conn *pc, const char *uid, const char *src,
+static bool same_key(const struct gm_hbone_pool_conn *pc, const char *uid, const char *src,
                      const char *dst, const struct gm_ip *ip, int port)
 {
-    return pc->port == port && gm_ip_equal(&pc->ip, ip) && strcmp(pc->src_uid, uid) == 0 &&
+    return pc->port == port && gm_ip_equal(&pc->ip, ip) && strcmp(pc->scope, uid) == 0 &&
            strcmp(pc->src_identity, src) == 0 && strcmp(pc->dst_identity, dst) == 0;
 }
 
-static SSL *client_ssl(struct zt_worker *w, const char *src_identity, const char *dst_identity)
-{
-    struct gm_cert *cert = NULL;
-    const char *expected[] = {dst_identity};
-
-    if (zt_identity_cert(w->zt, src_identity, &cert) < 0)
-        return NULL;
-    SSL *ssl = SSL_new(zt_identity_ctx(w->zt, false));
-    if (ssl == NULL || gm_tls_set_identity(ssl, cert) < 0 ||
-        gm_tls_set_peer_policy(ssl, expected, 1, NULL) < 0) {
-        SSL_free(ssl);
-        ssl = NULL;
-    }
-    gm_cert_unref(cert);
-    return ssl;
-}
-
-static int new_conn(struct zt_pool *p, struct zt_wpod *src_pod, const char *src_identity,
+static int new_conn(struct gm_hbone_pool *p, const char *scope, const char *src_identity,
                     const char *dst_identity, const struct gm_ip *ip, int port,
-                    struct zt_pool_conn **out)
+                    struct gm_hbone_pool_conn **out)
 {
     struct sockaddr_storage ss = {0};
-    SSL *ssl = client_ssl(p->w, src_identity, dst_identity);
+    SSL *ssl = p->ops->make_ssl(p->ctx, src_identity, dst_identity);
 
     if (ssl == NULL)
         return -EACCES;
-    struct zt_pool_conn *pc = gm_xcalloc(1, sizeof(*pc));
+    struct gm_hbone_pool_conn *pc = gm_xcalloc(1, sizeof(*pc));
     pc->pool = p;
-    pc->src_uid = gm_xstrdup(src_pod->uid);
+    pc->scope = gm_xstrdup(scope);
     pc->src_identity = gm_xstrdup(src_identity);
     pc->dst_identity = gm_xstrdup(dst_identity);
     pc->ip = *ip;
     pc->port = port;
-    int rc =
-        gm_hbone_conn_new_client(zt_proxy_loop(p->w), ssl, NULL, &pool_conn_cbs, pc, &pc->conn);
+    int rc = gm_hbone_conn_new_client(p->loop, ssl, &p->settings, &pool_conn_cbs, pc, &pc->conn);
     if (rc < 0)
         goto fail;
     /* Linked before anything can fail further: on_close unlinks and frees. */
@@ -112,7 +111,7 @@ static int new_conn(struct zt_pool *p, struct zt_wpod *src_pod, const char *src_
     p->head = pc;
     p->n++;
     p->handshakes++;
-    int fd = zt_proxy_pod_socket(p->w, src_pod, ip->family);
+    int fd = p->ops->make_socket(p->ctx, scope, ip->family);
     if (fd < 0 || (rc = uv_tcp_open(gm_hbone_conn_tcp(pc->conn), fd)) < 0) {
         if (fd >= 0)
             close(fd);
@@ -138,41 +137,41 @@ static int new_conn(struct zt_pool *p, struct zt_wpod *src_pod, const char *src_
     *out = pc;
     return 0;
 fail:
-    free(pc->src_uid);
+    free(pc->scope);
     free(pc->src_identity);
     free(pc->dst_identity);
     free(pc);
     return rc;
 }
 
-int zt_pool_open_stream(struct zt_pool *p, struct zt_wpod *src_pod, const char *src_identity,
-                        const char *dst_identity, const struct gm_ip *ip, int port,
-                        const char *authority, const struct gm_hbone_header *hdrs, size_t n_hdrs,
-                        const struct gm_hbone_stream_cbs *cbs, void *ctx,
-                        struct gm_hbone_stream **out)
+int gm_hbone_pool_open_stream(struct gm_hbone_pool *p, const char *scope, const char *src_identity,
+                              const char *dst_identity, const struct gm_ip *ip, int port,
+                              const char *authority, const struct gm_hbone_header *hdrs,
+                              size_t n_hdrs, const struct gm_hbone_stream_cbs *cbs, void *ctx,
+                              struct gm_hbone_stream **out)
 {
-    for (struct zt_pool_conn *pc = p->head; pc; pc = pc->next) {
-        if (!same_key(pc, src_pod->uid, src_identity, dst_identity, ip, port) ||
+    for (struct gm_hbone_pool_conn *pc = p->head; pc; pc = pc->next) {
+        if (!same_key(pc, scope, src_identity, dst_identity, ip, port) ||
             !gm_hbone_conn_available(pc->conn))
             continue;
         if (gm_hbone_stream_open(pc->conn, authority, hdrs, n_hdrs, cbs, ctx, out) == 0)
             return 0;
     }
-    struct zt_pool_conn *pc = NULL;
-    int rc = new_conn(p, src_pod, src_identity, dst_identity, ip, port, &pc);
+    struct gm_hbone_pool_conn *pc = NULL;
+    int rc = new_conn(p, scope, src_identity, dst_identity, ip, port, &pc);
     if (rc < 0)
         return rc;
     return gm_hbone_stream_open(pc->conn, authority, hdrs, n_hdrs, cbs, ctx, out);
 }
 
-void zt_pool_drain(struct zt_pool *p)
+void gm_hbone_pool_drain(struct gm_hbone_pool *p)
 {
-    for (struct zt_pool_conn *pc = p->head; pc; pc = pc->next)
+    for (struct gm_hbone_pool_conn *pc = p->head; pc; pc = pc->next)
         gm_hbone_conn_goaway(pc->conn);
 }
 
-void zt_pool_close(struct zt_pool *p)
+void gm_hbone_pool_close(struct gm_hbone_pool *p)
 {
-    for (struct zt_pool_conn *pc = p->head; pc; pc = pc->next)
+    for (struct gm_hbone_pool_conn *pc = p->head; pc; pc = pc->next)
         gm_hbone_conn_close(pc->conn, GM_HBONE_REASON_OK);
 }
