@@ -426,6 +426,17 @@ void zt_conn_attach_stream(struct zt_conn *c, struct zt_side *side, struct gm_hb
         gm_hbone_stream_set_cbs(s, &zt_conn_stream_cbs, c);
 }
 
+static const struct gm_hbone_stream_cbs detached_cbs = {0};
+
+void zt_conn_detach_stream(struct zt_conn *c, struct zt_side *side)
+{
+    if (side->kind != ZT_SIDE_STREAM || side->stream == NULL)
+        return;
+    gm_hbone_stream_set_cbs(side->stream, &detached_cbs, NULL);
+    side->stream = NULL;
+    side->open = false;
+}
+
 void zt_conn_start_relay(struct zt_conn *c)
 {
     uint64_t idle = zt_proxy_settings(c->w)->idle_timeout_ms;

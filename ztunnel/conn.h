@@ -85,6 +85,9 @@ int zt_conn_connect_tcp(struct zt_conn *c, int fd, const struct sockaddr *addr,
 /* Attach an HBONE stream as a side; the stream's callbacks are set to the relay's. */
 void zt_conn_attach_stream(struct zt_conn *c, struct zt_side *side, struct gm_hbone_stream *s);
 
+/* Let the stream finish on its own (after a non-2xx answer): it no longer reports to c. */
+void zt_conn_detach_stream(struct zt_conn *c, struct zt_side *side);
+
 /* Both sides are connected: start relaying (and reading the down side). */
 void zt_conn_start_relay(struct zt_conn *c);
 

@@ -186,6 +186,7 @@ static void on_app_connected(struct zt_conn *c, int status)
     if (s == NULL)
         return;
     if (status < 0) {
+        zt_conn_detach_stream(c, &c->down);
         gm_hbone_stream_respond(s, 503, NULL, 0);
         return;
     }
@@ -232,6 +233,7 @@ static void on_tunnel_request(struct gm_hbone_conn *hc, struct gm_hbone_stream *
         status = 503;
     if (status) {
         c->response_flags = status == 401 ? "DENY" : "CONNECT";
+        zt_conn_detach_stream(c, &c->down);
         gm_hbone_stream_respond(s, status, NULL, 0);
         zt_conn_close(c, status == 401   ? "denied by policy"
                          : status == 400 ? "destination address mismatch"

@@ -86,6 +86,7 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
         zt_conn_set_str(&c->dst_namespace, p->waypoint->namespace);
     }
     if (p->kind == ZT_PLAN_HBONE) {
+        c->mtls = true;
         zt_conn_set_str(&c->dst_identity, p->expected_identity);
         zt_conn_set_str(&c->hbone_addr, p->authority);
     }
