@@ -18,10 +18,10 @@
 
 #include "gammamesh/util.h"
 
-#define CA_LIFETIME     (10 * 366 * 24 * 3600)
-#define PEM_FILE_MAX    (1024 * 1024)
-#define CACHE_BUCKETS   512
-#define CACHE_MAX_IDS   4096
+#define CA_LIFETIME   (10 * 366 * 24 * 3600)
+#define PEM_FILE_MAX  (1024 * 1024)
+#define CACHE_BUCKETS 512
+#define CACHE_MAX_IDS 4096
 
 /* ---- certificates ---- */
 
@@ -154,12 +154,12 @@ void gm_identity_free(struct gm_identity_provider *p)
 
 struct gm_signer {
     struct gm_identity_provider base;
-    X509 *ca;               /* signs leaves */
+    X509 *ca; /* signs leaves */
     EVP_PKEY *ca_key;
-    STACK_OF(X509) *chain;  /* intermediates sent with each leaf (ca first when not a root) */
-    STACK_OF(X509) *roots;  /* self-signed trust anchors */
+    STACK_OF(X509) *chain; /* intermediates sent with each leaf (ca first when not a root) */
+    STACK_OF(X509) *roots; /* self-signed trust anchors */
     int64_t ca_not_after;
-    gm_clock_fn clock;      /* NULL: the wall clock */
+    gm_clock_fn clock; /* NULL: the wall clock */
     void *clock_arg;
 };
 
@@ -280,9 +280,8 @@ struct gm_identity_provider *gm_signer_provider(struct gm_signer *s)
 static STACK_OF(X509) *read_certs(const char *pem, size_t len)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio_ex(bio, NULL, no_passphrase, NULL,
-                                                                 NULL, NULL)
-                                     : NULL;
+    STACK_OF(X509_INFO) *infos =
+        bio ? PEM_X509_INFO_read_bio_ex(bio, NULL, no_passphrase, NULL, NULL, NULL) : NULL;
     STACK_OF(X509) *certs = sk_X509_new_null();
 
     for (int i = 0; infos != NULL && certs != NULL && i < sk_X509_INFO_num(infos); i++) {
@@ -302,8 +301,8 @@ static STACK_OF(X509) *read_certs(const char *pem, size_t len)
 static EVP_PKEY *read_key(const char *pem, size_t len)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, NULL, NULL, NULL)
-                        : NULL;
+    EVP_PKEY *key =
+        bio ? PEM_read_bio_PrivateKey_ex(bio, NULL, no_passphrase, NULL, NULL, NULL) : NULL;
 
     BIO_free(bio);
     return key;
@@ -376,8 +375,8 @@ int gm_signer_new_from_pem(const char *cert_pem, size_t cert_len, const char *ke
     certs = read_certs(cert_pem, cert_len);
     s->ca_key = read_key(key_pem, key_len);
     if (certs == NULL || s->ca_key == NULL) {
-        rc = fail_with(err, err_len, -EINVAL, "%s", certs ? "no usable unencrypted private key"
-                                                          : "no PEM certificate");
+        rc = fail_with(err, err_len, -EINVAL, "%s",
+                       certs ? "no usable unencrypted private key" : "no PEM certificate");
         goto fail;
     }
     s->ca = sk_X509_value(certs, 0);
@@ -431,8 +430,7 @@ int gm_signer_new_from_files(const char *ca_cert_path, const char *ca_key_path,
     *out = NULL;
     if ((rc = read_file(ca_cert_path, &cert, &cert_len, err, err_len)) == 0 &&
         (rc = read_file(ca_key_path, &key, &key_len, err, err_len)) == 0)
-        rc = gm_signer_new_from_pem(cert, cert_len, key, key_len, trust_domain, out, err,
-                                    err_len);
+        rc = gm_signer_new_from_pem(cert, cert_len, key, key_len, trust_domain, out, err, err_len);
     free(cert);
     if (key != NULL)
         OPENSSL_cleanse(key, key_len);
@@ -618,11 +616,11 @@ struct cache_req;
 struct cache_entry {
     struct cache_entry *next; /* bucket chain */
     struct gm_cert_cache *cache;
-    struct gm_cert *cert;     /* newest certificate; NULL before the first */
-    struct cache_req *req;    /* an issue in flight, or NULL */
-    int64_t due;              /* when tick (re)issues */
-    int64_t backoff;          /* seconds; 0 after a success */
-    int last_error;           /* 0 or the -errno of the last failed issue */
+    struct gm_cert *cert;  /* newest certificate; NULL before the first */
+    struct cache_req *req; /* an issue in flight, or NULL */
+    int64_t due;           /* when tick (re)issues */
+    int64_t backoff;       /* seconds; 0 after a success */
+    int last_error;        /* 0 or the -errno of the last failed issue */
     char id[GM_SPIFFE_ID_MAX];
 };
 
@@ -636,7 +634,7 @@ struct gm_cert_cache {
     struct gm_cert_cache_opts o;
     struct cache_entry *buckets[CACHE_BUCKETS];
     size_t n;
-    int64_t now;   /* the time of the current get or tick, when busy */
+    int64_t now; /* the time of the current get or tick, when busy */
     int busy;
 };
 

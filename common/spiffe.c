@@ -121,8 +121,7 @@ int gm_spiffe_init(struct gm_spiffe_id *out, const char *trust_domain, const cha
     size_t td_len = strlen(trust_domain), ns_len = strlen(ns), sa_len = strlen(sa);
 
     memset(out, 0, sizeof(*out));
-    if (!gm_spiffe_td_valid(trust_domain, td_len) || !ns_valid(ns, ns_len) ||
-        !sa_valid(sa, sa_len))
+    if (!gm_spiffe_td_valid(trust_domain, td_len) || !ns_valid(ns, ns_len) || !sa_valid(sa, sa_len))
         return -EINVAL;
     memcpy(out->trust_domain, trust_domain, td_len);
     memcpy(out->ns, ns, ns_len);

@@ -25,12 +25,12 @@ static const unsigned char alpn_h2[] = {2, 'h', '2'};
 /* What the peer must prove, attached to an SSL as ex_data; also where the verify callback leaves
  * its reason for refusing. */
 struct peer_policy {
-    bool set;                            /* false: only a reason holder, accept nobody */
-    bool has_td;                         /* td is required */
+    bool set;    /* false: only a reason holder, accept nobody */
+    bool has_td; /* td is required */
     char td[GM_SPIFFE_TD_MAX + 1];
-    char reason[192];                    /* why the handshake refused the peer; "" if it did not */
+    char reason[192]; /* why the handshake refused the peer; "" if it did not */
     size_t n;
-    struct gm_spiffe_id expected[];      /* n entries */
+    struct gm_spiffe_id expected[]; /* n entries */
 };
 
 static int policy_idx = -1;
@@ -98,6 +98,7 @@ static bool ctx_configure(SSL_CTX *ctx, enum gm_tls_role role)
         !SSL_CTX_set_ciphersuites(ctx, CIPHERSUITES) || !SSL_CTX_set1_groups_list(ctx, GROUPS))
         return false;
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN); /* send the leaf and its chain, nothing else */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_verify_depth(ctx, VERIFY_DEPTH);
     if (role == GM_TLS_SERVER) {
@@ -118,8 +119,8 @@ SSL_CTX *gm_tls_ctx_new(enum gm_tls_role role)
     SSL_CTX *ctx;
 
     GM_ASSERT(role >= GM_TLS_CLIENT && role < GM_TLS__MAX);
-    ctx = SSL_CTX_new_ex(NULL, NULL, role == GM_TLS_SERVER ? TLS_server_method()
-                                                           : TLS_client_method());
+    ctx = SSL_CTX_new_ex(NULL, NULL,
+                         role == GM_TLS_SERVER ? TLS_server_method() : TLS_client_method());
     if (ctx == NULL)
         return NULL;
     if (!ctx_configure(ctx, role)) {
@@ -268,8 +269,7 @@ static int policy_attach(SSL *ssl, struct peer_policy *p)
     return 0;
 }
 
-int gm_tls_set_peer_policy(SSL *ssl, const char *const *expected, size_t n,
-                           const char *required_td)
+int gm_tls_set_peer_policy(SSL *ssl, const char *const *expected, size_t n, const char *required_td)
 {
     int rc;
     struct peer_policy *p = policy_new(expected, n, required_td, &rc);
@@ -294,8 +294,8 @@ static struct peer_policy *policy_of(SSL *ssl)
 
 struct match {
     const struct peer_policy *p;
-    size_t spiffe;            /* SANs that were SPIFFE IDs */
-    bool td_seen;             /* one of them was in the required trust domain */
+    size_t spiffe; /* SANs that were SPIFFE IDs */
+    bool td_seen;  /* one of them was in the required trust domain */
     bool ok;
     struct gm_spiffe_id first; /* the first SPIFFE SAN, for the reason */
 };

@@ -45,9 +45,9 @@ struct gm_cert {
     atomic_int refs;
     X509 *leaf;
     EVP_PKEY *key;
-    STACK_OF(X509) *chain;      /* intermediates sent after the leaf; never the root; may be empty */
-    int64_t not_before;         /* unix seconds */
-    int64_t not_after;          /* unix seconds */
+    STACK_OF(X509) *chain; /* intermediates sent after the leaf; never the root; may be empty */
+    int64_t not_before;    /* unix seconds */
+    int64_t not_after;     /* unix seconds */
     char identity[GM_SPIFFE_ID_MAX]; /* the SPIFFE ID of the URI SAN */
     char serial[2 * 20 + 1];         /* lower-case hex, for logs and config_dump */
 };
@@ -150,9 +150,9 @@ struct gm_identity_provider *gm_signer_provider(struct gm_signer *s);
 typedef void (*gm_cert_cache_cb)(void *arg, const char *identity, int status);
 
 struct gm_cert_cache_opts {
-    int64_t lifetime_s;       /* asked of the provider; 0 = GM_CERT_LIFETIME_DEFAULT */
-    size_t max_identities;    /* 0 = 4096; more fail with -ENOSPC */
-    gm_clock_fn clock;        /* NULL = the wall clock */
+    int64_t lifetime_s;    /* asked of the provider; 0 = GM_CERT_LIFETIME_DEFAULT */
+    size_t max_identities; /* 0 = 4096; more fail with -ENOSPC */
+    gm_clock_fn clock;     /* NULL = the wall clock */
     void *clock_arg;
     gm_cert_cache_cb on_update; /* optional; runs on the cache's thread, possibly inside get or
                                  * tick: it must not call gm_cert_cache_forget or _free */

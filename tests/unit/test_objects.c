@@ -259,6 +259,11 @@ static const struct bad_case bad_cases[] = {
      "  - {name: a, name: b}\n",
      6, 15, "Pod default/p", "spec.volumes[0].name", "duplicate key"},
 
+    {"duplicate labels (decoded twice, sizes differ)",
+     "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {a: '1', b: '2', c: '3'}\n"
+     "  labels: {x: y}\n  annotations: {x: y}\n  annotations: {a: '1', b: '2'}\n",
+     6, 3, "Pod default/p", "metadata.labels", "duplicate key \"labels\"", 2},
+
     /* types and integers */
     {"map where a string is expected", ROUTE "  parentRefs:\n  - name: {a: b}\n", 8, 11, R,
      "spec.parentRefs[0].name", "expected a string, got a mapping"},
@@ -1032,6 +1037,28 @@ static void test_route_defaults(void)
     done(&d);
 }
 
+/* Regular expressions are kept verbatim: the route compiler owns the dialect and reports bad
+ * patterns; the path rules of Exact/PathPrefix do not apply to them. */
+static void test_regex_values(void)
+{
+    struct decoded d;
+
+    decode_str(&d,
+               ROUTE "  rules:\n"
+                     "  - matches:\n"
+                     "    - path: {type: RegularExpression, value: \"[a-z]+//x\"}\n"
+                     "      headers: [{type: RegularExpression, name: h, value: \"^v[0-9]$\"}]\n");
+    CHECK(d.n == 1 && d.rcs[0] == 1);
+    if (d.n == 1 && d.rcs[0] == 1) {
+        const struct gm_http_match *m = &d.objs[0]->route.rules[0].matches[0];
+        CHECK_EQ_INT(m->path_type, GM_PATH_REGEX);
+        CHECK_EQ_STR(m->path, "[a-z]+//x");
+        CHECK_EQ_INT(m->headers[0].type, GM_VALUE_REGEX);
+        CHECK_EQ_STR(m->headers[0].value, "^v[0-9]$");
+    }
+    done(&d);
+}
+
 static void test_core_defaults(void)
 {
     struct decoded d;
@@ -1264,6 +1291,7 @@ int main(int argc, char **argv)
     test_workloads();
     test_route_defaults();
     test_core_defaults();
+    test_regex_values();
     test_skipped_and_warnings();
     test_durations();
     test_timestamps();
