@@ -63,8 +63,8 @@ int gm_hbone_settings_check(const struct gm_hbone_settings *s)
     if (s->max_streams == 0 || s->max_header_bytes < 1024 || s->max_frame_size < 16384 ||
         s->max_frame_size > 16777215)
         return -EINVAL;
-    if (s->stream_queue_low > s->stream_queue_high ||
-        s->stream_queue_high > s->stream_queue_max || s->stream_queue_max == 0)
+    if (s->stream_queue_low > s->stream_queue_high || s->stream_queue_high > s->stream_queue_max ||
+        s->stream_queue_max == 0)
         return -EINVAL;
     if (s->conn_queue_low > s->conn_queue_high || s->conn_queue_high == 0)
         return -EINVAL;
@@ -227,7 +227,7 @@ static void conn_send(struct gm_hbone_conn *c)
     if (hbone_conn_usable(c) && !nghttp2_session_want_read(c->h2) &&
         !nghttp2_session_want_write(c->h2))
         gm_hbone_conn_close(c, c->goaway_sent || c->goaway_recv ? GM_HBONE_REASON_GOAWAY
-                                                                  : GM_HBONE_REASON_PROTOCOL);
+                                                                : GM_HBONE_REASON_PROTOCOL);
     hbone_conn_leave(c);
 }
 
@@ -418,8 +418,8 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *p,
-                         size_t n, void *user)
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t *p, size_t n,
+                         void *user)
 {
     struct gm_hbone_stream *s = stream_of(h2, id);
 
@@ -859,8 +859,7 @@ void gm_hbone_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason reason)
     c->reason = reason;
     set_state(c, GM_HBONE_CONN_CLOSING);
     GM_LOG_DEBUG("hbone", "conn closing", "reason=%s server=%d streams=%u",
-                 gm_hbone_reason_name(reason), (int)c->server,
-                 (unsigned)c->stats.streams_active);
+                 gm_hbone_reason_name(reason), (int)c->server, (unsigned)c->stats.streams_active);
     if (c->busy == 0)
         conn_teardown(c);
 }
@@ -894,16 +893,17 @@ static bool reason_is_graceful(enum gm_hbone_reason r)
 static void conn_teardown(struct gm_hbone_conn *c)
 {
     bool graceful = reason_is_graceful(c->reason);
-    enum gm_hbone_reason sr = c->reason == GM_HBONE_REASON_OK ? GM_HBONE_REASON_CONN_CLOSED
-                                                              : c->reason;
+    enum gm_hbone_reason sr =
+        c->reason == GM_HBONE_REASON_OK ? GM_HBONE_REASON_CONN_CLOSED : c->reason;
 
     c->torn_down = true;
     c->busy++; /* owner callbacks below must not recurse into teardown */
     if (graceful && transport_ready(c)) {
-        if (!c->goaway_sent && (c->reason == GM_HBONE_REASON_OK || c->reason == GM_HBONE_REASON_IDLE))
+        if (!c->goaway_sent &&
+            (c->reason == GM_HBONE_REASON_OK || c->reason == GM_HBONE_REASON_IDLE))
             nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(c->h2),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
+                                  nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                                  NULL, 0);
         (void)drain_session(c, true);
     }
     while (c->streams)

@@ -22,8 +22,8 @@ bool gm_hbone_conn_available(struct gm_hbone_conn *c)
 }
 
 /* Builds the CONNECT header list: :method, :authority, then the owner's headers. */
-static int request_nva(nghttp2_nv *nva, const char *authority,
-                       const struct gm_hbone_header *hdrs, size_t n)
+static int request_nva(nghttp2_nv *nva, const char *authority, const struct gm_hbone_header *hdrs,
+                       size_t n)
 {
     static const char method[] = "CONNECT";
 

@@ -30,66 +30,66 @@ struct hbone_hdr_ref {
 };
 
 struct gm_hbone_stream {
-    struct gm_hbone_conn *conn;              /* borrowed: outlives the stream */
-    struct gm_hbone_stream *prev, *next;     /* conn->streams */
-    int32_t id;                              /* HTTP/2 stream id */
-    enum gm_hbone_stream_state state;        /* see hbone.h */
-    const struct gm_hbone_stream_cbs *cbs;   /* borrowed; NULL until set (server) */
-    void *ctx;                               /* owner's */
-    enum gm_hbone_reason reason;             /* preset close reason, OK when none */
-    bool owned;        /* the owner knows the stream: on_close() is due */
-    bool prd_attached; /* our data provider is attached to the stream */
-    bool deferred;     /* the data provider returned NGHTTP2_ERR_DEFERRED */
-    bool shut_wr;      /* the owner asked for END_STREAM */
-    bool end_recv;     /* the peer's END_STREAM arrived */
-    bool end_told;     /* on_end() delivered */
-    bool rst_sent;     /* RST_STREAM went out */
-    bool rst_recv;     /* RST_STREAM came in */
-    bool reset_asked;  /* gm_hbone_stream_reset() called */
-    bool over_high;    /* writable() is false; on_writable() owed */
-    bool notify_writable; /* on_writable() to deliver after the send loop */
-    bool bad;          /* server: header block failed a check while it was decoded */
-    struct hbone_queue sendq;   /* gm_hbone_stream_write() bytes not yet framed */
-    struct hbone_queue held;    /* server: DATA received before the 2xx went out */
-    size_t unconsumed;          /* received, not yet reported by gm_hbone_stream_consumed() */
+    struct gm_hbone_conn *conn;            /* borrowed: outlives the stream */
+    struct gm_hbone_stream *prev, *next;   /* conn->streams */
+    int32_t id;                            /* HTTP/2 stream id */
+    enum gm_hbone_stream_state state;      /* see hbone.h */
+    const struct gm_hbone_stream_cbs *cbs; /* borrowed; NULL until set (server) */
+    void *ctx;                             /* owner's */
+    enum gm_hbone_reason reason;           /* preset close reason, OK when none */
+    bool owned;                            /* the owner knows the stream: on_close() is due */
+    bool prd_attached;                     /* our data provider is attached to the stream */
+    bool deferred;                         /* the data provider returned NGHTTP2_ERR_DEFERRED */
+    bool shut_wr;                          /* the owner asked for END_STREAM */
+    bool end_recv;                         /* the peer's END_STREAM arrived */
+    bool end_told;                         /* on_end() delivered */
+    bool rst_sent;                         /* RST_STREAM went out */
+    bool rst_recv;                         /* RST_STREAM came in */
+    bool reset_asked;                      /* gm_hbone_stream_reset() called */
+    bool over_high;                        /* writable() is false; on_writable() owed */
+    bool notify_writable;                  /* on_writable() to deliver after the send loop */
+    bool bad;                 /* server: header block failed a check while it was decoded */
+    struct hbone_queue sendq; /* gm_hbone_stream_write() bytes not yet framed */
+    struct hbone_queue held;  /* server: DATA received before the 2xx went out */
+    size_t unconsumed;        /* received, not yet reported by gm_hbone_stream_consumed() */
     /* Server: the request headers. */
-    struct gm_buf hbuf;            /* "name\0value\0" ..., capped */
-    struct hbone_hdr_ref *hrefs;   /* positions in hbuf */
+    struct gm_buf hbuf;          /* "name\0value\0" ..., capped */
+    struct hbone_hdr_ref *hrefs; /* positions in hbuf */
     size_t n_hrefs, cap_hrefs;
-    size_t hdr_bytes;              /* RFC 9113 size: name + value + 32 per field */
-    struct gm_hbone_header *hdrs;  /* built from hrefs when the block is complete */
+    size_t hdr_bytes;             /* RFC 9113 size: name + value + 32 per field */
+    struct gm_hbone_header *hdrs; /* built from hrefs when the block is complete */
     struct gm_hbone_request req;
     struct gm_hbone_stream_stats stats;
 };
 
 struct gm_hbone_conn {
-    uv_loop_t *loop;                      /* borrowed */
-    enum gm_hbone_conn_state state;       /* see hbone.h */
-    enum gm_hbone_reason reason;          /* first close reason */
+    uv_loop_t *loop;                /* borrowed */
+    enum gm_hbone_conn_state state; /* see hbone.h */
+    enum gm_hbone_reason reason;    /* first close reason */
     bool server;
-    bool mem;                             /* memory transport (no TLS) */
-    bool tls_done;                        /* TLS handshake finished and accepted */
-    bool settings_rx;                     /* the peer's SETTINGS arrived */
+    bool mem;         /* memory transport (no TLS) */
+    bool tls_done;    /* TLS handshake finished and accepted */
+    bool settings_rx; /* the peer's SETTINGS arrived */
     bool goaway_sent, goaway_recv;
-    bool torn_down;                       /* streams closed, session deleted */
-    struct gm_tls_stream *ts;             /* owned; NULL in memory mode or once closed */
-    gm_hbone_sink_cb sink;                /* memory mode output */
+    bool torn_down;           /* streams closed, session deleted */
+    struct gm_tls_stream *ts; /* owned; NULL in memory mode or once closed */
+    gm_hbone_sink_cb sink;    /* memory mode output */
     void *sink_ctx;
-    nghttp2_session *h2;                  /* owned */
-    const struct gm_hbone_conn_cbs *cbs;  /* borrowed */
-    void *ctx;                            /* owner's */
+    nghttp2_session *h2;                 /* owned */
+    const struct gm_hbone_conn_cbs *cbs; /* borrowed */
+    void *ctx;                           /* owner's */
     struct gm_hbone_settings settings;
-    uv_timer_t deadline;                  /* handshake deadline, then the idle timer */
-    uv_timer_t ping;                      /* keepalive */
-    uv_idle_t kick;                       /* deferred work: held data, sends */
-    int busy;                             /* entry points on the stack: close is deferred */
-    int pending_closes;                   /* handles and TLS stream still closing */
-    uint64_t last_rx;                     /* uv_now() when bytes last arrived */
-    uint64_t last_ping;                   /* uv_now() when the last PING went out */
-    struct gm_hbone_stream *streams;      /* every stream not yet closed */
+    uv_timer_t deadline;             /* handshake deadline, then the idle timer */
+    uv_timer_t ping;                 /* keepalive */
+    uv_idle_t kick;                  /* deferred work: held data, sends */
+    int busy;                        /* entry points on the stack: close is deferred */
+    int pending_closes;              /* handles and TLS stream still closing */
+    uint64_t last_rx;                /* uv_now() when bytes last arrived */
+    uint64_t last_ping;              /* uv_now() when the last PING went out */
+    struct gm_hbone_stream *streams; /* every stream not yet closed */
     struct gm_hbone_conn_stats stats;
-    size_t out_len;                       /* bytes staged in out */
-    uint8_t out[HBONE_OUT_CHUNK];         /* frames coalesced into one TLS write */
+    size_t out_len;               /* bytes staged in out */
+    uint8_t out[HBONE_OUT_CHUNK]; /* frames coalesced into one TLS write */
 };
 
 /* hbone.c */

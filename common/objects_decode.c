@@ -398,13 +398,12 @@ int gm_objects_map(struct gm_objdec *d, const struct gm_ynode *n, const struct g
                 gm_objects_error(d, k, k->type == GM_YNODE_SCALAR ? k->str : NULL, "unknown field");
             continue;
         }
-        if (gm_ynode_is_null(v) && fd->type != GM_FT_WARN) {
+        present |= 1ull << (fd - f);
+        if (gm_ynode_is_null(v)) { /* null is absent */
             if (fd->flags & GM_F_REQUIRED)
                 gm_objects_error(d, v, fd->name, "required field is null");
-            present |= 1ull << (fd - f);
-            continue; /* null is absent */
+            continue;
         }
-        present |= 1ull << (fd - f);
         size_t old = gm_objects_push(d, fd->name);
         decode_field(d, fd, v, base);
         gm_objects_pop(d, old);

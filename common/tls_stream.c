@@ -113,8 +113,9 @@ static bool settings_ok(const struct gm_tls_settings *s)
     return s->write_low <= s->write_high && s->write_high <= s->write_max && s->write_max > 0;
 }
 
-int gm_tls_stream_new(uv_loop_t *loop, SSL *ssl, bool server, const struct gm_tls_settings *settings,
-                      const struct gm_tls_stream_cbs *cbs, void *ctx, struct gm_tls_stream **ret)
+int gm_tls_stream_new(uv_loop_t *loop, SSL *ssl, bool server,
+                      const struct gm_tls_settings *settings, const struct gm_tls_stream_cbs *cbs,
+                      void *ctx, struct gm_tls_stream **ret)
 {
     struct gm_tls_settings def;
     struct gm_tls_stream *ts;
@@ -540,8 +541,7 @@ void gm_tls_stream_close(struct gm_tls_stream *ts, enum gm_tls_reason reason)
     ts->reading = false;
     GM_LOG_DEBUG("tls", "closing", "reason=%s", gm_tls_reason_name(reason));
     if (ts->state == GM_TLS_STATE_OPEN &&
-        (reason == GM_TLS_REASON_OK || reason == GM_TLS_REASON_PEER_CLOSED) &&
-        close_gracefully(ts))
+        (reason == GM_TLS_REASON_OK || reason == GM_TLS_REASON_PEER_CLOSED) && close_gracefully(ts))
         return;
     tls_close_handles(ts);
 }

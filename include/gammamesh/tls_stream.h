@@ -56,12 +56,12 @@ enum gm_tls_reason {
 
 /* Lifecycle of a stream; transitions go through one set_state() that checks them. */
 enum gm_tls_state {
-    GM_TLS_STATE_NEW = 0,     /* created; TCP handle has no connected socket yet */
-    GM_TLS_STATE_CONNECTING,  /* uv_tcp_connect() in flight */
-    GM_TLS_STATE_HANDSHAKE,   /* TLS handshake in progress */
-    GM_TLS_STATE_OPEN,        /* handshake done: application data flows */
-    GM_TLS_STATE_SHUTDOWN,    /* close_notify queued; waiting for queued writes and FIN */
-    GM_TLS_STATE_CLOSING,     /* handles closing; on_close() follows */
+    GM_TLS_STATE_NEW = 0,    /* created; TCP handle has no connected socket yet */
+    GM_TLS_STATE_CONNECTING, /* uv_tcp_connect() in flight */
+    GM_TLS_STATE_HANDSHAKE,  /* TLS handshake in progress */
+    GM_TLS_STATE_OPEN,       /* handshake done: application data flows */
+    GM_TLS_STATE_SHUTDOWN,   /* close_notify queued; waiting for queued writes and FIN */
+    GM_TLS_STATE_CLOSING,    /* handles closing; on_close() follows */
     GM_TLS_STATE__MAX
 };
 
@@ -106,8 +106,9 @@ void gm_tls_settings_init(struct gm_tls_settings *s);
  * Returns 0 and *ret, or -EINVAL (bad settings; ssl is freed). No callback runs before the
  * socket is started with gm_tls_stream_start() or gm_tls_stream_connect().
  */
-int gm_tls_stream_new(uv_loop_t *loop, SSL *ssl, bool server, const struct gm_tls_settings *settings,
-                      const struct gm_tls_stream_cbs *cbs, void *ctx, struct gm_tls_stream **ret);
+int gm_tls_stream_new(uv_loop_t *loop, SSL *ssl, bool server,
+                      const struct gm_tls_settings *settings, const struct gm_tls_stream_cbs *cbs,
+                      void *ctx, struct gm_tls_stream **ret);
 
 /* The embedded TCP handle, for uv_accept(), uv_tcp_open() or socket options before start. It
  * belongs to the stream: never uv_close() it. */

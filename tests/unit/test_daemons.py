@@ -3,7 +3,7 @@
 manifest (with the base manifests) and on broken input, usage errors, and a running daemon's
 admin endpoints and directory watch (a change applied within a second, a broken file keeping
 its last good content, errors counted in /metrics and shown in /config_dump, /logging,
-/quitquitquit). Usage: test_daemons.py BUILD_DIR SOURCE_DIR"""
+/quitquitquit). Usage: test_daemons.py BUILD_DIR CONFORMANCE_MANIFESTS_DIR"""
 import json
 import os
 import random
@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-BUILD, SRC = sys.argv[1], sys.argv[2]
+BUILD, MANIFESTS = sys.argv[1], sys.argv[2]
 ZTUNNEL = os.path.join(BUILD, "ztunnel", "ztunnel")
 WAYPOINT = os.path.join(BUILD, "waypoint", "waypoint")
 failures = []
@@ -31,9 +31,7 @@ def check(cond, what):
 
 
 def manifests_dir():
-    for d in (os.environ.get("GM_CONFORMANCE_MANIFESTS"),
-              os.path.join(SRC, "..", "shared", "conformance", "gateway-api", "manifests"),
-              "/work/shared/conformance/gateway-api/manifests"):
+    for d in (os.environ.get("GM_CONFORMANCE_MANIFESTS"), MANIFESTS):
         if d and os.path.isfile(os.path.join(d, "manifests.yaml")):
             return d
     return None
