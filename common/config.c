@@ -107,7 +107,8 @@ static int list_dir(const char *dir, char ***out, size_t *n_out)
         v[n - 1] = gm_xasprintf("%s/%s", dir, e->d_name);
     }
     closedir(d);
-    qsort(v, n, sizeof(*v), cmp_str);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_str);
     *out = v;
     *n_out = n;
     return 0;

@@ -100,8 +100,7 @@ void hbone_conn_enter(struct gm_hbone_conn *c)
 void hbone_conn_leave(struct gm_hbone_conn *c)
 {
     GM_ASSERT(c->busy > 0);
-    if (--c->busy == 0 && c->state == GM_HBONE_CONN_CLOSING && !c->torn_down)
-        conn_teardown(c);
+    c->busy--;
 }
 
 /* True while the connection may still take owner requests. */
@@ -115,6 +114,11 @@ static void on_kick(uv_idle_t *h)
     struct gm_hbone_conn *c = container_of(h, struct gm_hbone_conn, kick);
 
     uv_idle_stop(&c->kick);
+    if (c->state == GM_HBONE_CONN_CLOSING) {
+        if (!c->torn_down)
+            conn_teardown(c);
+        return;
+    }
     hbone_conn_enter(c);
     if (c->server) {
         for (struct gm_hbone_stream *s = c->streams; s && hbone_conn_usable(c); s = s->next)
@@ -469,7 +473,7 @@ static void stream_finish(struct gm_hbone_stream *s, enum gm_hbone_reason reason
     if (s->next)
         s->next->prev = s->prev;
     c->stats.streams_active--;
-    s->state = GM_HBONE_STREAM_CLOSED;
+    hbone_stream_set_state(s, GM_HBONE_STREAM_CLOSED);
     GM_LOG_DEBUG("hbone", "stream closed", "id=%d reason=%s in=%llu out=%llu", (int)s->id,
                  gm_hbone_reason_name(reason), (unsigned long long)s->stats.bytes_in,
                  (unsigned long long)s->stats.bytes_out);
@@ -860,8 +864,8 @@ void gm_hbone_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason reason)
     set_state(c, GM_HBONE_CONN_CLOSING);
     GM_LOG_DEBUG("hbone", "conn closing", "reason=%s server=%d streams=%u",
                  gm_hbone_reason_name(reason), (int)c->server, (unsigned)c->stats.streams_active);
-    if (c->busy == 0)
-        conn_teardown(c);
+    /* Teardown runs from the loop: never inside nghttp2, a callback, or the owner's call. */
+    uv_idle_start(&c->kick, on_kick);
 }
 
 static void conn_finish(struct gm_hbone_conn *c)
@@ -888,16 +892,17 @@ static bool reason_is_graceful(enum gm_hbone_reason r)
            r == GM_HBONE_REASON_PEER_CLOSED;
 }
 
-/* Runs with no entry point on the stack: says goodbye on the wire, closes every stream (their
- * on_close), deletes the session and closes the handles; conn_finish() follows. */
+/* Runs from the kick, with nothing on the stack: says goodbye on the wire, closes every stream
+ * (their on_close), deletes the session and closes the handles; conn_finish() follows. */
 static void conn_teardown(struct gm_hbone_conn *c)
 {
+    GM_ASSERT(c->busy == 0);
     bool graceful = reason_is_graceful(c->reason);
     enum gm_hbone_reason sr =
         c->reason == GM_HBONE_REASON_OK ? GM_HBONE_REASON_CONN_CLOSED : c->reason;
 
     c->torn_down = true;
-    c->busy++; /* owner callbacks below must not recurse into teardown */
+    c->busy++; /* the stream callbacks below run with the connection held */
     if (graceful && transport_ready(c)) {
         if (!c->goaway_sent &&
             (c->reason == GM_HBONE_REASON_OK || c->reason == GM_HBONE_REASON_IDLE))
@@ -947,11 +952,33 @@ enum gm_hbone_conn_state gm_hbone_conn_state(const struct gm_hbone_conn *c)
 
 void gm_hbone_conn_stats(const struct gm_hbone_conn *c, struct gm_hbone_conn_stats *out)
 {
+    struct gm_tls_stats ts = {0};
+
     *out = c->stats;
+    if (c->ts)
+        gm_tls_stream_stats(c->ts, &ts);
     out->out_queued = c->ts ? gm_tls_stream_queued(c->ts) : 0;
+    out->out_queued_max = ts.queued_max;
 }
 
 /* ---- streams: lifetime and queues ------------------------------------------------------- */
+
+/* Legal predecessors of each stream state, as a bit mask over enum gm_hbone_stream_state. */
+static const unsigned stream_state_from[GM_HBONE_STREAM__MAX] = {
+    [GM_HBONE_STREAM_OPENING] = 0,
+    [GM_HBONE_STREAM_OPEN] = 1u << GM_HBONE_STREAM_OPENING,
+    [GM_HBONE_STREAM_FAILED] = 1u << GM_HBONE_STREAM_OPENING,
+    [GM_HBONE_STREAM_CLOSED] =
+        1u << GM_HBONE_STREAM_OPENING | 1u << GM_HBONE_STREAM_OPEN | 1u << GM_HBONE_STREAM_FAILED,
+};
+
+void hbone_stream_set_state(struct gm_hbone_stream *s, enum gm_hbone_stream_state next)
+{
+    GM_ASSERT(stream_state_from[next] & (1u << s->state));
+    GM_LOG_TRACE("hbone", "stream state", "id=%d from=%d to=%d", (int)s->id, (int)s->state,
+                 (int)next);
+    s->state = next;
+}
 
 struct gm_hbone_stream *hbone_stream_new(struct gm_hbone_conn *c, int32_t id)
 {

@@ -111,10 +111,10 @@ void hbone_client_on_response(struct gm_hbone_stream *s)
     if (s->state != GM_HBONE_STREAM_OPENING || status < 200)
         return; /* 1xx, or trailers: nothing to do */
     if (status < 300) {
-        s->state = GM_HBONE_STREAM_OPEN;
+        hbone_stream_set_state(s, GM_HBONE_STREAM_OPEN);
         hbone_stream_resume(s); /* data written before the response */
     } else {
-        s->state = GM_HBONE_STREAM_FAILED;
+        hbone_stream_set_state(s, GM_HBONE_STREAM_FAILED);
         s->reason = GM_HBONE_REASON_REJECTED;
         hbone_queue_clear(&s->sendq);
         if (!nghttp2_session_get_stream_local_close(c->h2, s->id))

@@ -99,6 +99,7 @@ void hbone_conn_schedule(struct gm_hbone_conn *c);
 bool hbone_conn_usable(const struct gm_hbone_conn *c);
 struct gm_hbone_stream *hbone_stream_new(struct gm_hbone_conn *c, int32_t id);
 void hbone_stream_link(struct gm_hbone_stream *s);
+void hbone_stream_set_state(struct gm_hbone_stream *s, enum gm_hbone_stream_state next);
 void hbone_stream_free(struct gm_hbone_stream *s);
 void hbone_stream_on_end(struct gm_hbone_stream *s);
 void hbone_stream_resume(struct gm_hbone_stream *s);
@@ -106,13 +107,13 @@ ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, si
                                uint32_t *flags, nghttp2_data_source *src, void *user);
 void hbone_queue_clear(struct hbone_queue *q);
 void hbone_queue_push(struct hbone_queue *q, const uint8_t *p, size_t n);
-bool hbone_header_ok(const struct gm_hbone_header *h, size_t *name_len, size_t *value_len);
+void hbone_server_deliver_held(struct gm_hbone_stream *s);
 
 /* hbone_server.c */
+bool hbone_header_ok(const struct gm_hbone_header *h, size_t *name_len, size_t *value_len);
 void hbone_server_on_header(struct gm_hbone_stream *s, const uint8_t *name, size_t namelen,
                             const uint8_t *value, size_t valuelen);
 void hbone_server_on_request(struct gm_hbone_stream *s);
-void hbone_server_deliver_held(struct gm_hbone_stream *s);
 
 /* hbone_client.c */
 void hbone_client_on_header(struct gm_hbone_stream *s, const uint8_t *name, size_t namelen,

@@ -244,11 +244,11 @@ static int submit_response(struct gm_hbone_stream *s, int status,
     s->stats.status = status;
     if (ok) {
         s->prd_attached = true;
-        s->state = GM_HBONE_STREAM_OPEN;
+        hbone_stream_set_state(s, GM_HBONE_STREAM_OPEN);
         hbone_stream_resume(s); /* held data, queued writes, a shutdown asked early */
         return 0;
     }
-    s->state = GM_HBONE_STREAM_FAILED;
+    hbone_stream_set_state(s, GM_HBONE_STREAM_FAILED);
     if (s->reason == GM_HBONE_REASON_OK)
         s->reason = GM_HBONE_REASON_REJECTED;
     /* Held request bytes will never be read: re-open the windows. */

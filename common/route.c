@@ -347,7 +347,8 @@ static int cmp_match_ptr(const void *a, const void *b)
 
 static void finish_table(struct gm_snapshot *s, struct table_builder *tb, struct gm_route_table *t)
 {
-    qsort(tb->v, tb->n, sizeof(*tb->v), cmp_match_ptr);
+    if (tb->n > 1)
+        qsort(tb->v, tb->n, sizeof(*tb->v), cmp_match_ptr);
     t->v = GM_ARENA_ARRAY(&s->arena, struct gm_cmatch *, tb->n + 1);
     if (tb->n)
         memcpy(t->v, tb->v, tb->n * sizeof(*tb->v));

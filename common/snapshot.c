@@ -81,7 +81,8 @@ static void build_namespaces(struct gm_snapshot *s, const struct gm_object *cons
         v[j].enrolled = mode && strcmp(mode, "ambient") == 0;
         v[j].use_waypoint = label(s, l, GM_LABEL_USE_WAYPOINT, GM_ISTIO_LABEL_USE_WAYPOINT);
     }
-    qsort(v, nv, sizeof(*v), cmp_ns);
+    if (nv > 1)
+        qsort(v, nv, sizeof(*v), cmp_ns);
     s->namespaces = GM_ARENA_ARRAY(&s->arena, struct gm_namespace_info, nv ? nv : 1);
     if (nv)
         memcpy(s->namespaces, v, nv * sizeof(*v));

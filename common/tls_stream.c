@@ -206,6 +206,8 @@ static void on_written(uv_write_t *req, int status)
 static void account_queued(struct gm_tls_stream *ts, size_t n)
 {
     ts->queued += n;
+    if (ts->queued > ts->stats.queued_max)
+        ts->stats.queued_max = ts->queued;
     if (ts->queued > ts->settings.write_high)
         ts->above_high = true;
 }
