@@ -32,7 +32,8 @@
  * callback runs from inside a gm_hbone_* call made by the owner, except where a function says
  * so; they run from the event loop (socket reads, timers, a deferred-work idle handle).
  *
- * Threads: a connection and its streams live on the loop they were created on.
+ * Threads: a connection and its streams live on the loop they were created on. The process
+ * must ignore SIGPIPE (libuv writes with write(2)): a peer's RST must not kill it.
  */
 #ifndef GAMMAMESH_HBONE_H
 #define GAMMAMESH_HBONE_H
@@ -149,6 +150,7 @@ struct gm_hbone_conn_stats {
     uint32_t streams_total;  /* streams opened or accepted so far */
     uint32_t streams_active; /* streams not yet closed */
     size_t out_queued;       /* ciphertext queued to the socket, not yet written */
+    size_t out_queued_max;   /* high-water mark of out_queued */
 };
 
 /* Connection callbacks; ctx is the pointer given at creation. Any may be NULL. */
@@ -230,10 +232,13 @@ bool gm_hbone_conn_available(struct gm_hbone_conn *c);
 void gm_hbone_conn_goaway(struct gm_hbone_conn *c);
 
 /*
- * Starts closing; idempotent, the first reason wins. With GM_HBONE_REASON_OK (or GOAWAY/IDLE)
- * a GOAWAY, then TLS close_notify, go out first; any other reason aborts the socket. Open
- * streams get on_close() (with this reason, GM_HBONE_REASON_CONN_CLOSED for OK), then the
- * connection's on_close(), all from the loop after this returns.
+ * Starts closing; idempotent, the first reason wins. With OK or IDLE a GOAWAY(NO_ERROR) is sent;
+ * with OK, IDLE, GOAWAY, PROTOCOL, REJECTED or PEER_CLOSED what nghttp2 still has queued (such
+ * as its own GOAWAY after a protocol error) and TLS close_notify go out before the socket
+ * closes (bounded by a 2 s linger); any other reason aborts the socket. Open streams get
+ * on_close() (with this reason; GM_HBONE_REASON_CONN_CLOSED for OK), then the connection's
+ * on_close(), all from the loop after this returns. Draining has no deadline of its own: a
+ * drain controller calls this when its deadline passes.
  */
 void gm_hbone_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason reason);
 

@@ -93,6 +93,7 @@ struct gm_tls_stream_cbs {
 struct gm_tls_stats {
     uint64_t bytes_in;  /* read from the socket */
     uint64_t bytes_out; /* handed to the socket */
+    size_t queued_max;  /* high-water mark of the write queue */
 };
 
 /* Fills *s with the defaults. */
@@ -147,9 +148,10 @@ void gm_tls_stream_read_stop(struct gm_tls_stream *ts);
 void gm_tls_stream_read_start(struct gm_tls_stream *ts);
 
 /*
- * Starts closing; idempotent, the first reason is kept. GM_TLS_REASON_OK closes gracefully
- * (queued data, close_notify and FIN go out first, bounded by linger_ms); any other reason
- * closes at once. on_close() follows from the loop, never from inside this call.
+ * Starts closing; idempotent, the first reason is kept. GM_TLS_REASON_OK (and PEER_CLOSED, the
+ * answer to the peer's close_notify) closes gracefully once the handshake is done: queued data,
+ * close_notify and FIN go out first, bounded by linger_ms. Any other reason closes at once and
+ * drops queued data. on_close() follows from the loop, never from inside this call.
  */
 void gm_tls_stream_close(struct gm_tls_stream *ts, enum gm_tls_reason reason);
 
