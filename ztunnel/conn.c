@@ -103,10 +103,10 @@ void zt_conn_close(struct zt_conn *c, const char *reason)
     maybe_free(c);
 }
 
-/* Both directions finished: a clean close. */
+/* Both directions finished, and every byte was handed to the kernel: a clean close. */
 static void maybe_done(struct zt_conn *c)
 {
-    if (c->down.eof && c->up.shut && c->up.eof && c->down.shut)
+    if (c->down.eof && c->up.shut_done && c->up.eof && c->down.shut_done)
         zt_conn_close(c, NULL);
 }
 
@@ -181,8 +181,10 @@ static void resume_side(struct zt_side *s)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct zt_conn *c = req->data;
+    struct zt_side *s = req->handle == (uv_stream_t *)&c->down.tcp ? &c->down : &c->up;
 
     free(req);
+    s->shut_done = true;
     if (status < 0 && status != UV_ECANCELED && !c->closing)
         zt_conn_close(c, "shutdown failed");
     else if (!c->closing)
@@ -204,6 +206,7 @@ static void shut_side(struct zt_conn *c, struct zt_side *s)
         }
     } else if (s->stream) {
         gm_hbone_stream_shutdown(s->stream);
+        s->shut_done = true;
         maybe_done(c);
     }
 }
@@ -382,8 +385,16 @@ static void on_stream_close(struct gm_hbone_stream *st, enum gm_hbone_reason rea
     s->open = false;
     s->stream = NULL;
     if (!c->closing) {
-        bool clean = reason == GM_HBONE_REASON_OK && s->eof && s->shut;
-        zt_conn_close(c, clean ? NULL : gm_hbone_reason_name(reason));
+        if (reason == GM_HBONE_REASON_OK && s->eof && s->shut) {
+            maybe_done(c); /* the other side may still be flushing: wait for its shutdown */
+            return;
+        }
+        if (reason == GM_HBONE_REASON_TLS_FAILED || reason == GM_HBONE_REASON_REJECTED)
+            c->response_flags = "TLS_FAILURE";
+        else if (reason == GM_HBONE_REASON_CONNECT_FAILED ||
+                 reason == GM_HBONE_REASON_HANDSHAKE_TIMEOUT)
+            c->response_flags = "CONNECT";
+        zt_conn_close(c, gm_hbone_reason_name(reason));
         return;
     }
     maybe_free(c);

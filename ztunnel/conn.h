@@ -31,6 +31,7 @@ struct zt_side {
     bool paused;       /* reading stopped by back-pressure */
     bool eof;          /* this side's peer ended its direction (FIN / END_STREAM) */
     bool shut;         /* we ended our direction toward this side */
+    bool shut_done;    /* ...and it completed (TCP: the shutdown callback; stream: queued) */
     bool connected;    /* TCP connect done, or stream answered 2xx */
     uint64_t bytes_in; /* bytes received from this side */
 };

@@ -92,16 +92,43 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
     }
 }
 
+/* W3C trace context: a fresh trace id and span id per tunnelled connection, sampled. */
+static void zt_traceparent(struct zt_worker *w, char *buf, size_t len)
+{
+    uint32_t r[6];
+
+    for (int i = 0; i < 6; i++)
+        r[i] = zt_proxy_random(w);
+    snprintf(buf, len, "00-%08x%08x%08x%08x-%08x%08x-01", r[0], r[1], r[2], r[3] | 1, r[4],
+             r[5] | 1);
+}
+
+/* Facts about the source workload, as Istio's baggage carries them. */
+static void zt_baggage(const struct gm_workload *src, char *buf, size_t len)
+{
+    const struct gm_kvs *l = &src->obj->meta.labels;
+    const char *app = gm_kvs_get(l, "app.kubernetes.io/name");
+    const char *version = gm_kvs_get(l, "app.kubernetes.io/version");
+
+    app = app ? app : gm_kvs_get(l, "app");
+    version = version ? version : gm_kvs_get(l, "version");
+    snprintf(buf, len, "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s,service.version=%s",
+             src->namespace, src->name, app ? app : src->name, version ? version : "latest");
+}
+
 static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
                        const struct gm_workload *src, const struct zt_plan *p)
 {
-    char fwd[96], addr[64];
+    char fwd[96], addr[64], trace[64], baggage[512];
     struct gm_hbone_stream *s = NULL;
 
     snprintf(fwd, sizeof(fwd), "for=\"%s\"", c->src_addr);
-    struct gm_hbone_header hdrs[] = {{"forwarded", 0, fwd, 0}};
+    zt_traceparent(w, trace, sizeof(trace));
+    zt_baggage(src, baggage, sizeof(baggage));
+    struct gm_hbone_header hdrs[] = {
+        {"forwarded", 0, fwd, 0}, {"traceparent", 0, trace, 0}, {"baggage", 0, baggage, 0}};
     int rc = gm_hbone_pool_open_stream(&w->pool, pod->uid, src->identity, p->expected_identity,
-                                       &p->connect_ip, p->connect_port, p->authority, hdrs, 1,
+                                       &p->connect_ip, p->connect_port, p->authority, hdrs, 3,
                                        &zt_conn_stream_cbs, c, &s);
     if (rc < 0) {
         zt_format_authority(&p->connect_ip, p->connect_port, addr, sizeof(addr));
