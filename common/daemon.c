@@ -6,6 +6,7 @@
 #include "gammamesh/daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,10 @@ int gm_daemon_new(const struct gm_daemon_config *cfg, struct gm_daemon **out)
     *out = NULL;
     if (cfg->common && apply_logging(cfg->common) < 0)
         return -EINVAL;
+    /* Proxies free and reallocate buffers at a high rate: keep freed memory in the heap
+     * instead of returning it to the kernel after every burst (madvise churn, page faults). */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     d = gm_xcalloc(1, sizeof(*d));
     d->cfg = *cfg;
     d->state = DAEMON_NEW;

@@ -1080,10 +1080,14 @@ ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, si
     struct gm_hbone_stream *s = src->ptr;
     const struct gm_hbone_settings *st = &s->conn->settings;
 
-    if (s->state != GM_HBONE_STREAM_OPEN || (s->sendq.bytes == 0 && !s->shut_wr)) {
-        s->deferred = true; /* client before the 2xx, or nothing to send yet */
+    if (!hbone_stream_may_send(s) || (s->sendq.bytes == 0 && !s->shut_wr)) {
+        s->deferred = true; /* server before its 2xx, or nothing to send yet */
         return NGHTTP2_ERR_DEFERRED;
     }
+    /* A whole frame (9-byte header + payload) fills one 16 KiB TLS record exactly, so the peer
+     * decrypts one frame per record and writes it to its socket in one piece. */
+    if (length > HBONE_DATA_MAX)
+        length = HBONE_DATA_MAX;
     size_t n = queue_pop(&s->sendq, buf, length);
     if (s->sendq.bytes == 0 && s->shut_wr)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -1095,9 +1099,18 @@ ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, si
 }
 
 /* Wakes a deferred data provider after the queue, the shutdown flag or the state changed. */
+/* A client sends tunnel data right behind its CONNECT, without waiting for the 2xx: the server
+ * holds it until its upstream is connected (and drops it with a refusal). This saves a round
+ * trip on every new connection whose client speaks first. */
+bool hbone_stream_may_send(const struct gm_hbone_stream *s)
+{
+    return s->state == GM_HBONE_STREAM_OPEN ||
+           (s->state == GM_HBONE_STREAM_OPENING && !s->conn->server);
+}
+
 void hbone_stream_resume(struct gm_hbone_stream *s)
 {
-    if (s->deferred && s->prd_attached && s->state == GM_HBONE_STREAM_OPEN) {
+    if (s->deferred && s->prd_attached && hbone_stream_may_send(s)) {
         s->deferred = false;
         nghttp2_session_resume_data(s->conn->h2, s->id);
     }

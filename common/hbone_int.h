@@ -8,7 +8,9 @@
 #include "gammamesh/hbone.h"
 #include "gammamesh/tls_stream.h"
 
-#define HBONE_CHUNK     16384 /* send-queue and held-data chunk */
+#define HBONE_CHUNK 16384 /* send-queue and held-data chunk */
+/* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
+#define HBONE_DATA_MAX  (16384 - 9)
 #define HBONE_OUT_CHUNK 16384 /* output coalescing: one TLS record */
 
 /* A piece of a byte queue: data[off, len) is still to be read. */
@@ -102,6 +104,7 @@ void hbone_stream_link(struct gm_hbone_stream *s);
 void hbone_stream_set_state(struct gm_hbone_stream *s, enum gm_hbone_stream_state next);
 void hbone_stream_free(struct gm_hbone_stream *s);
 void hbone_stream_on_end(struct gm_hbone_stream *s);
+bool hbone_stream_may_send(const struct gm_hbone_stream *s);
 void hbone_stream_resume(struct gm_hbone_stream *s);
 ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t length,
                                uint32_t *flags, nghttp2_data_source *src, void *user);

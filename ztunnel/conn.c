@@ -10,7 +10,7 @@
 #include "gammamesh/log.h"
 #include "proxy.h"
 
-#define CHUNK      16384
+#define CHUNK      65536
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER  (64 * 1024)
 

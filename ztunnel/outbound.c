@@ -136,6 +136,8 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
         return rc;
     }
     zt_conn_attach_stream(c, &c->up, s);
+    /* Relay at once: what the application sends first travels right behind the CONNECT. */
+    zt_conn_start_relay(c);
     return 0;
 }
 

@@ -254,9 +254,10 @@ void gm_hbone_conn_stats(const struct gm_hbone_conn *c, struct gm_hbone_conn_sta
  * Client: opens a stream with CONNECT to authority ("ip:port", "[v6]:port"; copied) and extra
  * request headers hdrs (copied: lower-case names, no pseudo-headers or connection-specific
  * ones; e.g. forwarded, traceparent, baggage). cbs is borrowed, ctx is the owner's. Data
- * written before the 2xx response is queued and sent after it. Returns 0 and *ret, -ENOTCONN
- * (draining, GOAWAY received, closing), -EBUSY (no free stream slot: see _available()), or
- * -EINVAL (bad authority or header). No callback runs before it returns.
+ * written before the 2xx response is sent right behind the CONNECT (the server holds it until it
+ * answers). Returns 0 and *ret, -ENOTCONN (draining, GOAWAY received, closing), -EBUSY (no free
+ * stream slot: see _available()), or -EINVAL (bad authority or header). No callback runs before it
+ * returns.
  */
 int gm_hbone_stream_open(struct gm_hbone_conn *c, const char *authority,
                          const struct gm_hbone_header *hdrs, size_t n_hdrs,
