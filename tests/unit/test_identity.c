@@ -84,7 +84,7 @@ static char *key_pem(EVP_PKEY *k)
 }
 
 /* Does leaf verify (for TLS client and server use) against roots, with untrusted chain? */
-static bool verifies(X509 *leaf, STACK_OF(X509) * chain, const char *roots_pem)
+static bool verifies(X509 *leaf, STACK_OF(X509) *chain, const char *roots_pem)
 {
     X509_STORE *store = X509_STORE_new();
     BIO *bio = BIO_new_mem_buf(roots_pem, -1);
