@@ -1,0 +1,607 @@
+"""The waypoint's data path on loopback, without root: test_wp_harness plays the client-side
+ztunnel (plain TCP in, HBONE to the waypoint with :authority = a Service VIP:port) and the
+destination ztunnels (HBONE in, TCP to the echo servers); echo-server plays the backends. Every
+address is in a random 127.x.y.0/24 so parallel runs do not collide.
+
+    /usr/bin/python3 -m pytest -v tests/e2e/test_waypoint_local.py      (GM_BUILD_DIR=build)
+"""
+import hashlib
+import os
+import random
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("GM_BUILD_DIR", os.path.join(ROOT, "build"))
+WAYPOINT = os.path.join(BUILD, "waypoint", "waypoint")
+HARNESS = os.path.join(BUILD, "tests", "unit", "test_wp_harness")
+ECHO_SERVER = os.path.join(BUILD, "tests", "echo", "echo-server")
+ECHO_CLIENT = os.path.join(BUILD, "tests", "echo", "echo-client")
+TD = "cluster.local"
+WAYPOINT_ID = "spiffe://%s/ns/test/sa/waypoint" % TD
+CLIENT_ID = "spiffe://%s/ns/client/sa/default" % TD
+BACKEND_ID = "spiffe://%s/ns/test/sa/echo" % TD
+HEAD_TIMEOUT_S = 1
+
+SERVICES = """
+apiVersion: v1
+kind: Service
+metadata: {name: %(name)s, namespace: test}
+spec:
+  clusterIP: %(vip)s
+  selector: %(selector)s
+  ports: [{name: http, port: 80, targetPort: 8080%(proto)s}]
+"""
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: %(name)s, namespace: test, labels: %(labels)s}
+spec: {nodeName: n1, serviceAccountName: echo, containers: [{name: e, image: echo}]}
+status: {podIP: %(ip)s, conditions: [{type: Ready, status: "True"}]}
+"""
+
+ROUTES = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-routes, namespace: test}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - name: split
+    matches: [{path: {type: PathPrefix, value: /split}}]
+    backendRefs: [{name: echo-v1, port: 80, weight: 80}, {name: echo-v2, port: 80, weight: 20}]
+  - name: headers
+    matches: [{path: {type: PathPrefix, value: /hdr}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: X-Set, value: set-value}]
+        add: [{name: X-Add, value: added}]
+        remove: [X-Remove]
+    - type: ResponseHeaderModifier
+      responseHeaderModifier:
+        add: [{name: X-Resp, value: resp-value}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: redirect
+    matches: [{path: {type: PathPrefix, value: /redirect}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        hostname: example.com
+        statusCode: 301
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}
+  - name: rewrite
+    matches: [{path: {type: PathPrefix, value: /rewrite}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        hostname: rewritten.example
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /rewritten}
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: slow
+    matches: [{path: {type: PathPrefix, value: /slow}}]
+    timeouts: {request: 500ms}
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: retry
+    matches: [{path: {type: PathPrefix, value: /retry}}]
+    timeouts: {request: 10s}
+    retry: {attempts: 3, codes: [503], backoff: 200ms}
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: noretry
+    matches: [{path: {type: PathPrefix, value: /noretry}}]
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: backend-timeout
+    matches: [{path: {type: PathPrefix, value: /attempt-timeout}}]
+    timeouts: {request: 5s, backendRequest: 300ms}
+    retry: {attempts: 2, codes: [504], backoff: 100ms}
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: mirror
+    matches: [{path: {type: PathPrefix, value: /mirror}}]
+    filters:
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: mirror, port: 80}}
+    backendRefs: [{name: echo-v1, port: 80}]
+  - name: bad
+    matches: [{path: {type: PathPrefix, value: /bad}}]
+    backendRefs: [{name: no-such-service, port: 80}]
+  - name: empty
+    matches: [{path: {type: PathPrefix, value: /empty}}]
+"""
+
+
+class Env:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.net = "127.%d.%d" % (random.randint(40, 250), random.randint(1, 250))
+        self.procs = []
+        self.base = random.randint(20000, 50000)
+        self.ports = {"echo": self.base, "web": self.base + 1, "h2svc": self.base + 2,
+                      "nowhere": self.base + 3}
+        self.wp_port = self.base + 8
+        self.admin, self.metrics, self.ready = self.base + 5, self.base + 6, self.base + 7
+
+    def ip(self, n):
+        return "%s.%d" % (self.net, n)
+
+    def start(self, args, name, env=None):
+        log = open(os.path.join(self.tmp, name + ".log"), "w")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp,
+                             env=dict(os.environ, **(env or {})))
+        self.procs.append(p)
+        return p
+
+    def log(self, name):
+        with open(os.path.join(self.tmp, name + ".log")) as fh:
+            return fh.read()
+
+    def config(self):
+        objs = []
+        for name, vip, sel, proto in [
+                ("echo", "10.96.0.10", "{app: echo}", ""),
+                ("echo-v1", "10.96.0.11", "{app: echo, version: v1}", ""),
+                ("echo-v2", "10.96.0.12", "{app: echo, version: v2}", ""),
+                ("mirror", "10.96.0.13", "{app: mirror}", ""),
+                ("web", "10.96.0.20", "{app: nothing}", ""),
+                ("h2svc", "10.96.0.30", "{app: echo, version: v1}",
+                 ", appProtocol: kubernetes.io/h2c")]:
+            objs.append(SERVICES % {"name": name, "vip": vip, "selector": sel, "proto": proto})
+        for name, n, labels in [("echo-v1", 2, "{app: echo, version: v1}"),
+                                ("echo-v2", 3, "{app: echo, version: v2}"),
+                                ("mirror-1", 4, "{app: mirror}")]:
+            objs.append(POD % {"name": name, "ip": self.ip(n), "labels": labels})
+        objs.append(ROUTES)
+        os.makedirs(os.path.join(self.tmp, "cfg"))
+        with open(os.path.join(self.tmp, "cfg", "objects.yaml"), "w") as fh:
+            fh.write("---".join(objs))
+
+    def up(self):
+        subprocess.run([HARNESS, "ca", self.tmp], check=True)
+        self.config()
+        for n, version in [(2, "v1"), (3, "v2"), (4, "mirror")]:
+            self.start([ECHO_SERVER, "--bind=" + self.ip(n), "--port=8080",
+                        "--version=" + version], "echo-" + version,
+                       env={"HOSTNAME": "echo-" + version})
+        wp_addr = "%s:%d" % (self.ip(1), self.wp_port)
+        args = [HARNESS, "run", "--ca-cert", "ca.crt", "--ca-key", "ca.key"]
+        for svc, vip in [("echo", "10.96.0.10"), ("web", "10.96.0.20"), ("h2svc", "10.96.0.30"),
+                         ("nowhere", "10.96.0.99")]:
+            args += ["--out", "%s:%d,%s,%s:80,%s,%s" % (self.ip(1), self.ports[svc], wp_addr,
+                                                        vip, CLIENT_ID, WAYPOINT_ID)]
+        for n in (2, 3, 4):
+            args += ["--in", "%s:15008,%s" % (self.ip(n), BACKEND_ID)]
+        self.start(args, "harness")
+        self.start([WAYPOINT, "--config-dir", "cfg", "--ca-cert", "ca.crt", "--ca-key", "ca.key",
+                    "--pod-namespace", "test", "--service-account", "waypoint",
+                    "--listen-addr", wp_addr, "--workers", "2",
+                    "--admin-addr", "%s:%d" % (self.ip(1), self.admin),
+                    "--metrics-addr", "%s:%d" % (self.ip(1), self.metrics),
+                    "--ready-addr", "%s:%d" % (self.ip(1), self.ready),
+                    "--head-timeout", "%ds" % HEAD_TIMEOUT_S] + os.environ.get("WP_EXTRA", "").split(), "waypoint")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.get(self.ready, "/healthz/ready")[0] == 200 and self.echo_up():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("waypoint not ready:\n" + self.log("waypoint")[-3000:])
+
+    def echo_up(self):
+        for n in (2, 3, 4):
+            try:
+                socket.create_connection((self.ip(n), 8080), timeout=1).close()
+                socket.create_connection((self.ip(n), 15008), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+    def down(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def get(self, port, path):
+        with urllib.request.urlopen("http://%s:%d%s" % (self.ip(1), port, path),
+                                    timeout=5) as r:
+            return r.status, r.read().decode()
+
+    def client(self, svc, path, *args, timeout=10):
+        url = "http://%s:%d%s" % (self.ip(1), self.ports[svc], path)
+        t0 = time.time()
+        r = subprocess.run([ECHO_CLIENT, url, "--timeout", str(timeout)] + list(args),
+                           capture_output=True, text=True, timeout=timeout + 20)
+        return Result(r.stdout, time.time() - t0)
+
+    def raw(self, svc, data, wait=3.0, pause=None):
+        """Send bytes on one connection; returns (everything read, closed by the server)."""
+        s = socket.create_connection((self.ip(1), self.ports[svc]), timeout=wait)
+        try:
+            if pause is None:
+                s.sendall(data)
+            else:
+                for piece in data:
+                    s.sendall(piece)
+                    time.sleep(pause)
+            out, closed = b"", False
+            end = time.time() + wait
+            while time.time() < end:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                except ConnectionResetError:
+                    closed = True
+                    break
+                if not chunk:
+                    closed = True
+                    break
+                out += chunk
+            return out, closed
+        finally:
+            s.close()
+
+
+class Result:
+    def __init__(self, out, elapsed):
+        self.out = out
+        self.elapsed = elapsed
+        self.items = {}
+        for line in out.splitlines():
+            m = re.match(r"\[(\d+)( body)?\] (.*)", line)
+            if m:
+                self.items.setdefault(int(m.group(1)), []).append((bool(m.group(2)), m.group(3)))
+
+    def status(self, i=0):
+        for body, text in self.items.get(i, []):
+            if not body and text.startswith("StatusCode="):
+                return int(text.split("=", 1)[1])
+        return None
+
+    def field(self, key, i=0):
+        for body, text in self.items.get(i, []):
+            if body and text.startswith(key + "="):
+                return text.split("=", 1)[1]
+        return None
+
+    def header(self, name, i=0):
+        for body, text in self.items.get(i, []):
+            if not body and text.startswith("ResponseHeader=" + name + ":"):
+                return text.split(":", 1)[1]
+        return None
+
+    def request_header(self, name, i=0):
+        return [t.split(":", 1)[1] for b, t in self.items.get(i, [])
+                if b and t.startswith("RequestHeader=" + name + ":")]
+
+    def statuses(self):
+        return [self.status(i) for i in sorted(self.items)]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    for prog in (WAYPOINT, HARNESS, ECHO_SERVER, ECHO_CLIENT):
+        if not os.path.exists(prog):
+            pytest.skip("%s not built" % prog)
+    e = Env(str(tmp_path_factory.mktemp("wp")))
+    try:
+        e.up()
+        yield e
+    finally:
+        e.down()
+
+
+# ---- routing ----
+
+def test_passthrough_balances_per_request(env):
+    r = env.client("echo", "/", "--count", "60")
+    assert r.statuses() == [200] * 60
+    versions = {r.field("ServiceVersion", i) for i in range(60)}
+    assert versions == {"v1", "v2"}, r.out[:2000]
+    # the client's address as the client-side harness saw it (forwarded: for=...)
+    assert re.match(r"^127\.\d+\.\d+\.\d+$", r.request_header("X-Forwarded-For")[0])
+    assert re.match(r"^[0-9a-f-]{36}$", r.request_header("X-Request-Id")[0])
+
+
+def test_request_id_kept(env):
+    r = env.client("echo", "/", "-H", "X-Request-Id:my-id-1")
+    assert r.request_header("X-Request-Id") == ["my-id-1"]
+
+
+def test_split_by_weight(env):
+    n = 200
+    r = env.client("web", "/split", "--count", str(n))
+    assert r.statuses() == [200] * n
+    v1 = sum(1 for i in range(n) if r.field("ServiceVersion", i) == "v1")
+    assert 0.68 * n <= v1 <= 0.92 * n, v1
+
+
+def test_header_modifiers(env):
+    r = env.client("web", "/hdr", "-H", "X-Remove:gone", "-H", "X-Add:original")
+    assert r.status() == 200
+    assert r.request_header("X-Set") == ["set-value"]
+    assert sorted(r.request_header("X-Add")) == ["added", "original"]
+    assert r.request_header("X-Remove") == []
+    assert r.header("X-Resp") == "resp-value"
+
+
+def test_redirect_location(env):
+    r = env.client("web", "/redirect/a/b?q=1")
+    assert r.status() == 301
+    assert r.header("Location") == "http://example.com/new/a/b?q=1"
+
+
+def test_rewrite_seen_by_backend(env):
+    r = env.client("web", "/rewrite/x?y=1")
+    assert r.status() == 200
+    assert r.field("URL") == "/rewritten/x?y=1"
+    assert r.field("Host") == "rewritten.example"
+
+
+def test_no_match_404(env):
+    assert env.client("web", "/nothing-here").status() == 404
+
+
+def test_invalid_backend_500(env):
+    assert env.client("web", "/bad").status() == 500
+
+
+def test_no_backends_500(env):
+    assert env.client("web", "/empty").status() == 500
+
+
+def test_unknown_vip_refused(env):
+    out, closed = env.raw("nowhere", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out == b"" and closed
+
+
+# ---- timeouts, retries, mirrors ----
+
+def test_request_timeout_504(env):
+    r = env.client("web", "/slow?delay=2s")
+    assert r.status() == 504
+    assert r.elapsed < 1.5, r.elapsed
+
+
+def test_retry_after_failures_with_backoff(env):
+    key = "k%d" % random.randint(0, 1 << 30)
+    r = env.client("web", "/retry?fail_first=2&key=" + key)
+    assert r.status() == 200, r.out
+    assert r.elapsed >= 0.4, r.elapsed  # two retries, 200 ms backoff each
+
+
+def test_retry_replays_post_body(env):
+    key = "p%d" % random.randint(0, 1 << 30)
+    body = "payload-" + "x" * 5000
+    r = env.client("web", "/retry?fail_first=2&key=" + key, "--method", "POST", "--body", body)
+    assert r.status() == 200, r.out
+    assert r.field("BodySha256") == hashlib.sha256(body.encode()).hexdigest()
+    assert r.field("BodyLength") == str(len(body))
+
+
+def test_retry_exhausted_returns_last_status(env):
+    key = "e%d" % random.randint(0, 1 << 30)
+    r = env.client("web", "/retry?fail_first=9&key=" + key)
+    assert r.status() == 503
+    assert r.elapsed >= 0.6, r.elapsed
+
+
+def test_no_retry_without_stanza(env):
+    key = "n%d" % random.randint(0, 1 << 30)
+    assert env.client("web", "/noretry?fail_first=1&key=" + key).status() == 503
+
+
+def test_backend_request_timeout_retried(env):
+    r = env.client("web", "/attempt-timeout?delay=1s")
+    assert r.status() == 504
+    # three attempts of 300 ms and two backoffs of 100 ms, well under the 5 s request timeout
+    assert 0.9 <= r.elapsed < 2.5, r.elapsed
+
+
+def test_mirror_reaches_mirror_backend(env):
+    key = "m%d" % random.randint(0, 1 << 30)
+    # Use up the primary backend's one failure for this key first.
+    subprocess.run([ECHO_CLIENT, "http://%s:8080/mirror?fail_first=1&key=%s" % (env.ip(2), key)],
+                   capture_output=True)
+    r = env.client("web", "/mirror?fail_first=1&key=" + key)
+    assert r.status() == 200
+    assert r.field("ServiceVersion") == "v1"
+    time.sleep(0.5)
+    # The mirror consumed the mirror backend's one failure for this key.
+    direct = subprocess.run([ECHO_CLIENT, "http://%s:8080/mirror?fail_first=1&key=%s" %
+                             (env.ip(4), key)], capture_output=True, text=True)
+    assert "StatusCode=200" in direct.stdout, direct.stdout
+
+
+def test_mirror_does_not_delay(env):
+    r = env.client("web", "/mirror?delay=0s", "--count", "5")
+    assert r.statuses() == [200] * 5
+    assert r.elapsed < 2
+
+
+# ---- protocols ----
+
+def test_h2_inner(env):
+    r = env.client("echo", "/h2", "--h2", "--count", "10")
+    assert r.statuses() == [200] * 10
+    assert {r.field("ServiceVersion", i) for i in range(10)} == {"v1", "v2"}
+
+
+def test_h2_routes(env):
+    r = env.client("web", "/redirect/z", "--h2")
+    assert r.status() == 301 and r.header("Location") == "http://example.com/new/z"
+    r = env.client("web", "/rewrite/q", "--h2")
+    assert r.status() == 200 and r.field("URL") == "/rewritten/q"
+
+
+def test_h2_post(env):
+    body = "y" * 70000
+    r = env.client("echo", "/", "--h2", "--method", "POST", "--body", body)
+    assert r.status() == 200
+    assert r.field("BodySha256") == hashlib.sha256(body.encode()).hexdigest()
+
+
+def test_upstream_h2_by_app_protocol(env):
+    r = env.client("h2svc", "/up")
+    assert r.status() == 200
+    assert r.field("Proto") == "HTTP/2.0"
+    r = env.client("h2svc", "/up", "--h2", "--method", "POST", "--body", "abc")
+    assert r.status() == 200 and r.field("BodyLength") == "3"
+
+
+def test_large_response(env):
+    # ?headers= makes the response carry a header; a big body comes from a big request header
+    # echoed back: 60 KiB of RequestHeader lines.
+    r = env.client("echo", "/", "-H", "X-Big:" + "b" * 60000)
+    assert r.status() == 200
+    assert len(r.request_header("X-Big")[0]) == 60000
+
+
+def test_pipelining(env):
+    req = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+    out, _ = env.raw("echo", req, wait=2)
+    assert out.count(b"HTTP/1.1 200") == 2
+    assert out.index(b"URL=/one") < out.index(b"URL=/two")
+
+
+def test_connection_close(env):
+    out, closed = env.raw("echo", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and closed
+
+
+def test_http10(env):
+    out, closed = env.raw("echo", b"GET /ten HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and b"URL=/ten" in out and closed
+
+
+# ---- hostile input ----
+
+HOSTILE = [
+    ("cl-and-te", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("differing-cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n"
+     b"\r\nabcde", 400),
+    ("bare-lf", b"GET / HTTP/1.1\nHost: a\n\n", 400),
+    ("bare-cr", b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400),
+    ("space-before-colon", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 3\r\n\r\nabc", 400),
+    ("space-before-name", b"POST / HTTP/1.1\r\nHost: a\r\n Content-Length: 3\r\n\r\nabc", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\tc\r\n\r\n", 400),
+    ("nul-in-value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+    ("te-gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    ("chunked-not-last", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n"
+     b"\r\n", 400),
+    ("no-host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("two-hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("bad-chunk", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ("http2-version", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ("oversized-head", b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    ("too-many-headers", b"GET / HTTP/1.1\r\nHost: a\r\n" +
+     b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n", 431),
+]
+
+
+@pytest.mark.parametrize("name,data,status", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_refused(env, name, data, status):
+    out, closed = env.raw("echo", data)
+    assert out.startswith(b"HTTP/1.1 %d" % status), out[:200]
+    assert closed
+
+
+def test_smuggled_request_not_forwarded(env):
+    # A TE.CL smuggling attempt must not let "GET /smuggled" reach a backend.
+    data = (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n5c\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n0\r\n\r\n")
+    out, closed = env.raw("echo", data)
+    assert b"URL=/smuggled" not in out and closed
+
+
+def test_slow_headers_408_others_unaffected(env):
+    s = socket.create_connection((env.ip(1), env.ports["echo"]), timeout=5)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        t0 = time.time()
+        ok = env.client("echo", "/", "--count", "3")  # a parallel well-behaved client
+        assert ok.statuses() == [200] * 3
+        s.settimeout(HEAD_TIMEOUT_S + 3)
+        data = s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 408"), data
+        assert time.time() - t0 < HEAD_TIMEOUT_S + 2
+        assert s.recv(4096) == b""
+    finally:
+        s.close()
+
+
+def test_hostile_does_not_hurt_parallel_clients(env):
+    import threading
+    stop = time.time() + 2
+    errors = []
+
+    def attack():
+        while time.time() < stop:
+            for _, data, _ in HOSTILE:
+                try:
+                    env.raw("echo", data, wait=0.5)
+                except OSError as e:
+                    errors.append(e)
+
+    threads = [threading.Thread(target=attack) for _ in range(3)]
+    for t in threads:
+        t.start()
+    r = env.client("echo", "/", "--count", "50")
+    for t in threads:
+        t.join()
+    assert r.statuses() == [200] * 50
+
+
+# ---- observability ----
+
+def test_metrics(env):
+    env.client("web", "/hdr")
+    _, text = env.get(env.metrics, "/metrics")
+    lines = [ln for ln in text.splitlines() if ln.startswith("istio_requests_total{")]
+    assert lines
+    hdr = [ln for ln in lines if 'destination_service_name="echo-v1"' in ln and
+           'response_code="200"' in ln]
+    assert hdr, lines
+    for label in ('reporter="waypoint"', 'source_principal="%s"' % CLIENT_ID,
+                  'destination_workload="echo-v1"', 'destination_workload_namespace="test"',
+                  'destination_principal="%s"' % BACKEND_ID, 'request_protocol="http"',
+                  'connection_security_policy="mutual_tls"', 'response_flags="-"',
+                  'destination_service="echo-v1.test.svc.cluster.local"'):
+        assert label in hdr[0], (label, hdr[0])
+    assert any(ln.startswith("istio_request_duration_milliseconds_bucket{") for ln in
+               text.splitlines())
+    assert any('response_code="404"' in ln and 'response_flags="NR"' in ln for ln in lines)
+
+
+def test_access_log(env):
+    env.client("web", "/hdr?x=1", "-H", "X-Request-Id:log-test-id")
+    time.sleep(0.2)
+    lines = [ln for ln in env.log("waypoint").splitlines()
+             if "sub=access" in ln and "request_id=log-test-id" in ln]
+    assert lines
+    ln = lines[-1]
+    for part in ("method=GET", "path=\"/hdr?x=1\"" if "path=\"" in ln else "path=/hdr?x=1",
+                 "status=200", "route=test/web-routes", "rule=1", "rule_name=headers",
+                 "upstream=%s:8080" % env.ip(2), "retries=0", "duration_ms="):
+        assert part in ln, (part, ln)
+
+
+def test_config_dump(env):
+    import json
+    _, body = env.get(env.admin, "/config_dump")
+    dump = json.loads(body)
+    assert dump["waypoint"]["identity"] == WAYPOINT_ID
+    assert "snapshot" in dump and dump["identity"]["certificates"]

@@ -1,0 +1,334 @@
+/* Exchanges (exch.h), second half: the route decision, attempts upstream, per-request and
+ * per-attempt timeouts, retries with backoff, and the upstream connection's events. */
+#include <errno.h>
+#include <string.h>
+
+#include "conn.h"
+#include "exch_int.h"
+#include "gammamesh/log.h"
+#include "retry.h"
+#include "upstream.h"
+#include "worker.h"
+
+static void attempt_start(struct wp_exch *x);
+
+/* ---- timers ---- */
+
+static void attempt_timer(struct wp_exch *x, enum wp_timer_kind kind, uint64_t ms, uv_timer_cb cb)
+{
+    x->timer_kind = kind;
+    if (x->timers_open)
+        uv_timer_start(&x->attempt, cb, ms, 0);
+}
+
+void wp_exch_attempt_stop(struct wp_exch *x)
+{
+    x->timer_kind = WP_TIMER_NONE;
+    if (x->timers_open)
+        uv_timer_stop(&x->attempt);
+}
+
+/* The response already started downstream: the only thing left is to cut it. */
+static void abort_downstream(struct wp_exch *x, const char *reason, const char *flags)
+{
+    if (x->error == NULL)
+        x->error = reason;
+    x->flags = flags;
+    if (x->conn && x->conn->ops)
+        x->conn->ops->abort(x->conn, x);
+    wp_exch_finish(x, reason);
+}
+
+static void drop_upstream(struct wp_exch *x, const char *reason)
+{
+    if (x->up) {
+        wp_uconn_close(x->up, reason);
+        x->up = NULL;
+    }
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct wp_exch *x = t->data;
+
+    if (x->state == WP_EXCH_DONE)
+        return;
+    if (x->resp_head_given) {
+        abort_downstream(x, "request timeout", "UT");
+        return;
+    }
+    drop_upstream(x, "request timeout");
+    wp_exch_answer(x, 504, "request timeout\n", NULL, "UT");
+}
+
+void wp_exch_deadline_start(struct wp_exch *x)
+{
+    int64_t ms = x->d.timeouts.request_ms;
+
+    if (ms < 0)
+        ms = (int64_t)wp_worker_settings(x->w)->default_timeout_ms;
+    if (ms > 0 && x->timers_open)
+        uv_timer_start(&x->deadline, on_deadline, (uint64_t)ms, 0);
+}
+
+/* ---- attempts ---- */
+
+static void on_backoff(uv_timer_t *t)
+{
+    struct wp_exch *x = t->data;
+
+    x->timer_kind = WP_TIMER_NONE;
+    if (x->state == WP_EXCH_BACKOFF)
+        attempt_start(x);
+}
+
+static void retry(struct wp_exch *x, const char *why)
+{
+    uint64_t wait = wp_retry_backoff_ms(x->d.retry);
+
+    drop_upstream(x, why);
+    x->retries++;
+    GM_LOG_DEBUG("exch", "retrying", "request_id=%s retry=%d reason=%s backoff_ms=%llu",
+                 x->request_id, x->retries, why, (unsigned long long)wait);
+    wp_exch_resp_reset(x);
+    x->sent = 0;
+    wp_exch_set_state(x, WP_EXCH_BACKOFF);
+    attempt_timer(x, WP_TIMER_BACKOFF, wait, on_backoff);
+}
+
+/* The attempt ended without a usable response. */
+static void attempt_failed(struct wp_exch *x, const char *why, enum wp_retry_cause cause)
+{
+    wp_exch_attempt_stop(x);
+    drop_upstream(x, why);
+    if (wp_retry_should(x->d.retry, x->retries, cause, 0, wp_exch_replayable(x))) {
+        retry(x, why);
+        return;
+    }
+    if (cause == WP_RETRY_TIMEOUT)
+        wp_exch_answer(x, 504, "upstream request timeout\n", NULL, x->retries ? "URX" : "UT");
+    else
+        wp_exch_answer(x, 503, "upstream connect error or disconnect\n", NULL,
+                       x->retries ? "URX" : "UF");
+    if (x->error == NULL)
+        x->error = why;
+}
+
+static void on_attempt_timer(uv_timer_t *t)
+{
+    struct wp_exch *x = t->data;
+    enum wp_timer_kind kind = x->timer_kind;
+
+    x->timer_kind = WP_TIMER_NONE;
+    if (x->state == WP_EXCH_DONE)
+        return;
+    if (x->resp_head_given) {
+        abort_downstream(x, "upstream request timeout", "UT");
+        return;
+    }
+    if (kind == WP_TIMER_CONNECT)
+        attempt_failed(x, "upstream connect timeout", WP_RETRY_CONNECT);
+    else
+        attempt_failed(x, "upstream request timeout", WP_RETRY_TIMEOUT);
+}
+
+/* Should the upstream speak HTTP/2? The port's appProtocol, or gRPC from an HTTP/2 client. */
+static bool upstream_h2(const struct wp_exch *x)
+{
+    return wp_decide_port_h2(x->d.svc, x->d.port_index) ||
+           (x->h2_downstream && wp_req_is_grpc(&x->req));
+}
+
+void wp_exch_forward(struct wp_exch *x)
+{
+    wp_exch_deadline_start(x);
+    attempt_start(x);
+}
+
+static void attempt_start(struct wp_exch *x)
+{
+    const struct gm_svc *svc = x->d.svc;
+    int64_t backend_ms = x->d.timeouts.backend_request_ms;
+    int i = wp_decide_endpoint(svc, x->d.port_index, wp_worker_random(x->w));
+
+    if (i < 0) {
+        wp_exch_answer(x, 503, "no healthy upstream\n", NULL, "UH");
+        return;
+    }
+    x->ep = svc->endpoints[i].w;
+    x->ep_port = svc->endpoints[i].target_ports[x->d.port_index];
+    x->up_h2 = upstream_h2(x);
+    wp_decide_authority(&x->ep->ip, x->ep_port, x->upstream, sizeof(x->upstream));
+    wp_exch_set_state(x, WP_EXCH_CONNECT);
+    x->attempt_start_ms = uv_now(wp_worker_loop(x->w));
+    if (backend_ms > 0)
+        attempt_timer(x, WP_TIMER_BACKEND, (uint64_t)backend_ms, on_attempt_timer);
+    else
+        attempt_timer(x, WP_TIMER_CONNECT, wp_worker_settings(x->w)->connect_timeout_ms,
+                      on_attempt_timer);
+    if (wp_uconn_acquire(x->w, x, x->ep, x->ep_port, x->up_h2, &x->up) < 0) {
+        x->up = NULL;
+        attempt_failed(x, "no upstream tunnel", WP_RETRY_CONNECT);
+        return;
+    }
+    if (wp_uconn_open(x->up))
+        wp_exch_up_ready(x);
+}
+
+/* ---- the decision ---- */
+
+/* Hop-by-hop fields out; Host, x-request-id and x-forwarded-for in. */
+static int prepare_headers(struct wp_exch *x)
+{
+    struct wp_req *r = &x->req;
+    const char *host = wp_req_host(r);
+    int rc = 0;
+
+    wp_hop_strip(&r->headers, true);
+    if (host == NULL && x->origin)
+        rc = gm_hlist_add(&r->headers, "host", x->origin->authority);
+    host = wp_req_host(r);
+    x->authority = host ? gm_xstrdup(host) : NULL;
+    if (rc == 0)
+        rc = wp_hop_request_id(&r->headers, wp_worker_random(x->w), wp_worker_random(x->w),
+                               x->request_id);
+    if (rc == 0 && x->origin && x->origin->src_ip)
+        rc = wp_hop_xff(&r->headers, x->origin->src_ip);
+    return rc;
+}
+
+static const struct gm_svc *addressed_service(struct wp_exch *x)
+{
+    const struct wp_conn *c = x->origin;
+
+    if (x->snap == NULL || c == NULL)
+        return NULL;
+    return gm_snapshot_service_by_vip(x->snap, &c->vip, c->port, &x->port_index);
+}
+
+void wp_exch_decide(struct wp_exch *x)
+{
+    x->svc = addressed_service(x);
+    if (prepare_headers(x) < 0) {
+        wp_exch_answer(x, 431, "request header fields too large\n", NULL, NULL);
+        return;
+    }
+    if (x->svc == NULL) {
+        wp_exch_answer(x, 503, "the addressed Service is gone\n", NULL, "NR");
+        return;
+    }
+    wp_decide(x->svc, x->port_index, x->origin->client_ns, &x->req, wp_worker_random(x->w), &x->d);
+    wp_exch_deadline_start(x);
+    switch (x->d.action) {
+    case WP_ACT_REDIRECT:
+        wp_exch_answer(x, x->d.status, NULL, x->d.location, x->d.flags);
+        return;
+    case WP_ACT_RESPOND: {
+        char body[300];
+        snprintf(body, sizeof(body), "%s\n", x->d.reason ? x->d.reason : "");
+        wp_exch_answer(x, x->d.status, body, NULL, x->d.flags);
+        return;
+    }
+    default:
+        break;
+    }
+    if (x->d.mirror_from[0] || x->d.mirror_from[1]) {
+        if (x->body_end || !x->req.has_body)
+            wp_mirror_fire(x);
+        else
+            x->mirrors_due = true;
+    }
+    attempt_start(x);
+}
+
+void wp_exch_start(struct wp_exch *x)
+{
+    if (x->state != WP_EXCH_HEAD)
+        return;
+    if (x->conn == NULL) {
+        wp_exch_finish(x, "downstream closed");
+        return;
+    }
+    wp_exch_decide(x);
+}
+
+/* ---- upstream events ---- */
+
+void wp_exch_up_ready(struct wp_exch *x)
+{
+    if (x->state != WP_EXCH_CONNECT || x->up == NULL)
+        return;
+    wp_exch_set_state(x, WP_EXCH_WAIT);
+    if (x->timer_kind == WP_TIMER_CONNECT)
+        wp_exch_attempt_stop(x);
+    wp_uconn_send(x->up);
+}
+
+static bool retry_code(const struct wp_exch *x, int status)
+{
+    const struct gm_retry *r = x->d.retry;
+
+    for (size_t i = 0; r && i < r->n_codes; i++)
+        if (r->codes[i] == status)
+            return true;
+    return false;
+}
+
+void wp_exch_up_head(struct wp_exch *x)
+{
+    int status = x->resp.status;
+
+    if (x->state != WP_EXCH_WAIT)
+        return;
+    if (wp_retry_should(x->d.retry, x->retries, WP_RETRY_STATUS, status, wp_exch_replayable(x))) {
+        wp_exch_attempt_stop(x);
+        retry(x, "retriable status");
+        return;
+    }
+    if (x->retries && retry_code(x, status))
+        x->flags = "URX";
+    for (int i = 0; i < 2; i++)
+        gm_hlist_apply(&x->resp.headers, x->d.resp_mod[i]);
+    if (status == 204 || status == 304)
+        x->resp.no_body = true;
+    wp_exch_set_state(x, WP_EXCH_RESPOND);
+    wp_exch_give(x);
+}
+
+void wp_exch_up_body(struct wp_exch *x)
+{
+    wp_exch_give(x);
+}
+
+void wp_exch_up_end(struct wp_exch *x)
+{
+    if (x->state != WP_EXCH_RESPOND)
+        return;
+    x->resp.end = true;
+    if (x->timer_kind == WP_TIMER_BACKEND)
+        wp_exch_attempt_stop(x);
+    if (x->up) {
+        wp_uconn_release(x->up); /* the body is all in x->resp.body */
+        x->up = NULL;
+    }
+    wp_exch_give(x);
+}
+
+void wp_exch_up_error(struct wp_exch *x, const char *reason)
+{
+    x->up = NULL; /* the connection unbound itself */
+    switch (x->state) {
+    case WP_EXCH_CONNECT:
+    case WP_EXCH_WAIT:
+        attempt_failed(x, reason, WP_RETRY_CONNECT);
+        break;
+    case WP_EXCH_RESPOND:
+        if (x->resp_head_given)
+            abort_downstream(x, reason, "UC");
+        else
+            wp_exch_answer(x, 502, "upstream reset\n", NULL, "UC");
+        break;
+    default:
+        break;
+    }
+}
