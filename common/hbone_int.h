@@ -11,7 +11,7 @@
 #define HBONE_CHUNK 16384 /* send-queue and held-data chunk */
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
 #define HBONE_DATA_MAX  (16384 - 9)
-#define HBONE_OUT_CHUNK 16384 /* output coalescing: one TLS record */
+#define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
 
 /* A piece of a byte queue: data[off, len) is still to be read. */
 struct hbone_chunk {
