@@ -88,11 +88,14 @@ static bool eat(const char **p, const char *end, const char *lit)
 
 int gm_spiffe_parse(const char *s, size_t len, struct gm_spiffe_id *out)
 {
+    memset(out, 0, sizeof(*out));
+    if (s == NULL)
+        return -EINVAL;
+
     const char *p = s, *end = s + len;
     size_t td_len, ns_len, sa_len;
     const char *td, *ns, *sa;
 
-    memset(out, 0, sizeof(*out));
     if (s == NULL || !eat(&p, end, SCHEME))
         return -EINVAL;
     td = p;

@@ -49,6 +49,8 @@ static void worker_main(void *arg)
     /* Stopped: close whatever is left and let the close callbacks run. */
     uv_walk(&w->loop, on_walk_close, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->pool->on_exit)
+        w->pool->on_exit(w, w->pool->ctx);
     uv_loop_close(&w->loop);
 }
 

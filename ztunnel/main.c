@@ -179,6 +179,7 @@ static int run(struct zt *zt)
         return 1;
     }
     zt_pods_init(&zt->pods, zt);
+    zt->workers.on_exit = zt_proxy_worker_exit;
     rc = gm_workers_start(&zt->workers, gm_daemon_workers(zt->daemon), zt_proxy_worker_init,
                           zt_proxy_worker_stop, zt);
     if (rc < 0) {

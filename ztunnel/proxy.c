@@ -261,6 +261,10 @@ void zt_proxy_worker_stop(struct gm_worker *gw, void *ctx)
     for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
         gm_hbone_conn_close(t->conn, GM_HBONE_REASON_OK);
     gm_hbone_pool_close(&w->pool);
-    /* The worker's loop runs once more to deliver the close callbacks; w is leaked on purpose
-     * until then (the process is exiting). */
+}
+
+void zt_proxy_worker_exit(struct gm_worker *gw, void *ctx)
+{
+    free(gw->user);
+    gw->user = NULL;
 }

@@ -74,6 +74,8 @@ void zt_pods_done(struct zt_pods *p);
 /* Worker side (ztunnel/proxy.c). */
 void zt_proxy_worker_init(struct gm_worker *w, void *zt);
 void zt_proxy_worker_stop(struct gm_worker *w, void *zt);
+/* After the worker's loop closed every handle: free its state. */
+void zt_proxy_worker_exit(struct gm_worker *w, void *zt);
 /* Adopt the listener fds of a pod on worker w (runs on the worker thread). */
 struct zt_adopt {
     char *uid;

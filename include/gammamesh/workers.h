@@ -33,6 +33,8 @@ struct gm_workers {
     struct gm_worker *v;
     unsigned n;
     gm_worker_fn on_stop; /* runs on each worker when stopping: close the daemon's handles */
+    gm_worker_fn on_exit; /* set before start (or NULL): runs on each worker thread once its
+                             loop has closed every handle: free the per-worker state */
     void *ctx;
 };
 
