@@ -24,12 +24,23 @@ static void field_free(struct gm_hfield *f)
     free(f->value);
 }
 
+/* A NUL-terminated copy of exactly n bytes (an embedded NUL must not shorten it: the stored
+ * length is what readers trust). */
+static char *copy_bytes(const char *p, size_t n)
+{
+    char *s = gm_xmalloc(n + 1);
+
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 static void field_fill(struct gm_hfield *f, const char *name, size_t name_len, const char *value,
                        size_t value_len)
 {
-    f->name = gm_xstrndup(name, name_len);
+    f->name = copy_bytes(name, name_len);
     f->name_len = name_len;
-    f->value = gm_xstrndup(value, value_len);
+    f->value = copy_bytes(value, value_len);
     f->value_len = value_len;
 }
 

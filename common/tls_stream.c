@@ -32,7 +32,7 @@ struct gm_tls_stream {
     size_t queued;   /* ciphertext handed to uv_write, not yet written */
     struct gm_tls_stats stats;
     uint8_t rbuf[4 * GM_TLS_CHUNK]; /* ciphertext read chunk: several records per read(2) */
-    uint8_t pbuf[GM_TLS_CHUNK]; /* plaintext chunk handed to on_read */
+    uint8_t pbuf[GM_TLS_CHUNK];     /* plaintext chunk handed to on_read */
 };
 
 /* A queued write and the ciphertext it carries, freed together in on_written. */

@@ -96,7 +96,7 @@ void wp_conn_close(struct wp_conn *c, const char *reason)
         c->ops->free(c);
     c->ops = NULL;
     wp_bytes_done(&c->in);
-    if (c->stream && c->error) {
+    if (c->stream && c->error && !c->graceful) {
         gm_hbone_stream_reset(c->stream, 8 /* CANCEL */);
     } else if (c->stream) {
         gm_hbone_stream_shutdown(c->stream);
@@ -104,6 +104,13 @@ void wp_conn_close(struct wp_conn *c, const char *reason)
     }
     maybe_finish(c);
     wp_conn_unref(c);
+}
+
+void wp_conn_finish(struct wp_conn *c, const char *reason)
+{
+    if (c->state != WP_CONN_CLOSING)
+        c->graceful = true;
+    wp_conn_close(c, reason);
 }
 
 void wp_conn_drain(struct wp_conn *c)

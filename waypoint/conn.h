@@ -71,6 +71,7 @@ struct wp_conn {
     char *src_ip;       /* the client's address (forwarded for=, else the tunnel peer) */
     char *src_workload, *src_namespace;
     bool draining;
+    bool graceful; /* closing: send what is queued even though there is an error */
     /* codec */
     const struct wp_codec_ops *ops;
     void *codec;
@@ -92,6 +93,8 @@ void wp_conn_accept(struct wp_worker *w, struct gm_hbone_stream *s,
                     const struct gm_hbone_request *req, const struct wp_conn_peer *peer);
 
 void wp_conn_close(struct wp_conn *c, const char *reason);
+/* Close after the queued bytes (a GOAWAY, an error answer) went out, keeping reason for logs. */
+void wp_conn_finish(struct wp_conn *c, const char *reason);
 void wp_conn_ref(struct wp_conn *c);
 void wp_conn_unref(struct wp_conn *c);
 void wp_conn_drain(struct wp_conn *c);

@@ -168,6 +168,7 @@ static void discard_body(struct wp_exch *x)
 
 void wp_exch_body(struct wp_exch *x, const char *p, size_t n)
 {
+    wp_exch_touch(x);
     x->bytes_in += n;
     x->body_total += n;
     if (x->state == WP_EXCH_DONE || x->mirror) {
@@ -230,6 +231,8 @@ void wp_exch_give(struct wp_exch *x)
 
 void wp_exch_taken(struct wp_exch *x, size_t n)
 {
+    if (n)
+        wp_exch_touch(x);
     wp_bytes_consume(&x->resp.body, n);
     x->bytes_out += n;
     if (x->up)
@@ -249,6 +252,13 @@ void wp_exch_answer(struct wp_exch *x, int status, const char *body, const char 
 
     if (x->state == WP_EXCH_DONE)
         return;
+    if (x->state == WP_EXCH_RESPOND) {
+        /* A response is already on its way: it cannot be replaced, only cut. */
+        if (x->conn && x->conn->ops)
+            x->conn->ops->abort(x->conn, x);
+        wp_exch_finish(x, "answer after the response started");
+        return;
+    }
     wp_exch_attempt_stop(x);
     if (x->up) {
         wp_uconn_close(x->up, "answered locally");

@@ -70,12 +70,15 @@ struct wp_exch {
     const struct gm_workload *ep;
     int ep_port;
     bool up_h2;
-    char upstream[64]; /* "ip:port" of the last attempt's endpoint */
+    bool up_reused;     /* the attempt's connection had carried requests before */
+    bool reuse_retried; /* a reused connection failed once already: no free retry again */
+    char upstream[64];  /* "ip:port" of the last attempt's endpoint */
     int retries;
     uv_timer_t deadline; /* timeouts.request */
     uv_timer_t attempt;  /* head deadline (HTTP/2), backendRequest, backoff, connect */
     int timers_open;
-    int timer_kind; /* enum wp_timer_kind (exch_int.h) */
+    int timer_kind;     /* enum wp_timer_kind (exch_int.h) */
+    bool idle_deadline; /* the deadline timer counts idleness, not the whole request */
     uint64_t start_ms;
     uint64_t attempt_start_ms;
     struct wp_resp resp;
@@ -98,6 +101,9 @@ struct wp_exch {
 /* A new exchange of connection c (NULL for a mirror) for inner stream sid; one reference for
  * the codec. */
 struct wp_exch *wp_exch_new(struct wp_worker *w, struct wp_conn *c, int32_t sid);
+/* HTTP/2: the header block must be complete within ms, else the connection is closed (a
+ * header block cannot be abandoned half-way). */
+void wp_exch_head_deadline(struct wp_exch *x, uint64_t ms);
 /* The head is complete in x->req: decide, and answer or start the first attempt. */
 void wp_exch_start(struct wp_exch *x);
 /* Request body bytes from the client (copied). */

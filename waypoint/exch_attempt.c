@@ -50,25 +50,42 @@ static void drop_upstream(struct wp_exch *x, const char *reason)
 static void on_deadline(uv_timer_t *t)
 {
     struct wp_exch *x = t->data;
+    const char *why = x->idle_deadline ? "stream idle timeout" : "request timeout";
 
     if (x->state == WP_EXCH_DONE)
         return;
-    if (x->resp_head_given) {
-        abort_downstream(x, "request timeout", "UT");
+    if (x->state == WP_EXCH_RESPOND) {
+        abort_downstream(x, why, "UT");
         return;
     }
-    drop_upstream(x, "request timeout");
-    wp_exch_answer(x, 504, "request timeout\n", NULL, "UT");
+    drop_upstream(x, why);
+    wp_exch_answer(x, 504, x->idle_deadline ? "stream idle timeout\n" : "request timeout\n", NULL,
+                   "UT");
 }
 
+/* timeouts.request (else default-request-timeout); without either, the idle-timeout applies to
+ * the request as a whole: no byte either way for that long ends it. */
 void wp_exch_deadline_start(struct wp_exch *x)
 {
+    const struct wp_settings *set = wp_worker_settings(x->w);
     int64_t ms = x->d.timeouts.request_ms;
 
+    if (!x->timers_open)
+        return;
     if (ms < 0)
-        ms = (int64_t)wp_worker_settings(x->w)->default_timeout_ms;
-    if (ms > 0 && x->timers_open)
+        ms = (int64_t)set->default_timeout_ms;
+    if (ms > 0) {
         uv_timer_start(&x->deadline, on_deadline, (uint64_t)ms, 0);
+    } else if (set->idle_timeout_ms > 0) {
+        x->idle_deadline = true;
+        uv_timer_start(&x->deadline, on_deadline, set->idle_timeout_ms, set->idle_timeout_ms);
+    }
+}
+
+void wp_exch_touch(struct wp_exch *x)
+{
+    if (x->idle_deadline && x->timers_open)
+        uv_timer_again(&x->deadline);
 }
 
 /* ---- attempts ---- */
@@ -122,7 +139,12 @@ static void on_attempt_timer(uv_timer_t *t)
     x->timer_kind = WP_TIMER_NONE;
     if (x->state == WP_EXCH_DONE)
         return;
-    if (x->resp_head_given) {
+    if (kind == WP_TIMER_HEAD) {
+        if (x->state == WP_EXCH_HEAD && x->conn)
+            wp_conn_close(x->conn, "request head timeout");
+        return;
+    }
+    if (x->state == WP_EXCH_RESPOND) {
         abort_downstream(x, "upstream request timeout", "UT");
         return;
     }
@@ -171,6 +193,7 @@ static void attempt_start(struct wp_exch *x)
         attempt_failed(x, "no upstream tunnel", WP_RETRY_CONNECT);
         return;
     }
+    x->up_reused = x->up->uses > 1;
     if (wp_uconn_open(x->up))
         wp_exch_up_ready(x);
 }
@@ -241,10 +264,16 @@ void wp_exch_decide(struct wp_exch *x)
     attempt_start(x);
 }
 
+void wp_exch_head_deadline(struct wp_exch *x, uint64_t ms)
+{
+    attempt_timer(x, WP_TIMER_HEAD, ms, on_attempt_timer);
+}
+
 void wp_exch_start(struct wp_exch *x)
 {
     if (x->state != WP_EXCH_HEAD)
         return;
+    wp_exch_attempt_stop(x);
     if (x->conn == NULL) {
         wp_exch_finish(x, "downstream closed");
         return;
@@ -297,6 +326,7 @@ void wp_exch_up_head(struct wp_exch *x)
 
 void wp_exch_up_body(struct wp_exch *x)
 {
+    wp_exch_touch(x);
     wp_exch_give(x);
 }
 
@@ -314,19 +344,43 @@ void wp_exch_up_end(struct wp_exch *x)
     wp_exch_give(x);
 }
 
+static bool idempotent(const char *m)
+{
+    static const char *const methods[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+
+    for (size_t i = 0; i < GM_ARRAY_LEN(methods); i++)
+        if (strcmp(m, methods[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A kept-alive connection the upstream closed just as it was reused fails before any response:
+ * an idempotent request goes again on a fresh connection, once, without counting as a retry. */
+static bool stale_connection(struct wp_exch *x)
+{
+    if (!x->up_reused || x->reuse_retried || !wp_exch_replayable(x) || x->resp.status != 0 ||
+        !idempotent(x->req.method))
+        return false;
+    x->reuse_retried = true;
+    wp_exch_attempt_stop(x);
+    wp_exch_resp_reset(x);
+    x->sent = 0;
+    wp_exch_set_state(x, WP_EXCH_BACKOFF);
+    attempt_start(x);
+    return true;
+}
+
 void wp_exch_up_error(struct wp_exch *x, const char *reason)
 {
     x->up = NULL; /* the connection unbound itself */
     switch (x->state) {
     case WP_EXCH_CONNECT:
     case WP_EXCH_WAIT:
-        attempt_failed(x, reason, WP_RETRY_CONNECT);
+        if (!stale_connection(x))
+            attempt_failed(x, reason, WP_RETRY_CONNECT);
         break;
     case WP_EXCH_RESPOND:
-        if (x->resp_head_given)
-            abort_downstream(x, reason, "UC");
-        else
-            wp_exch_answer(x, 502, "upstream reset\n", NULL, "UC");
+        abort_downstream(x, reason, "UC"); /* the response is already on its way */
         break;
     default:
         break;

@@ -12,6 +12,7 @@ enum wp_timer_kind {
     WP_TIMER_CONNECT,  /* the upstream tunnel must open (connect-timeout) */
     WP_TIMER_BACKEND,  /* timeouts.backendRequest of this attempt */
     WP_TIMER_BACKOFF,  /* wait before the next attempt */
+    WP_TIMER_HEAD,     /* HTTP/2: the request's header block must complete (head-timeout) */
     WP_TIMER__MAX
 };
 
@@ -32,6 +33,8 @@ void wp_exch_answer(struct wp_exch *x, int status, const char *body, const char 
 void wp_exch_decide(struct wp_exch *x);
 void wp_exch_attempt_stop(struct wp_exch *x);
 void wp_exch_deadline_start(struct wp_exch *x);
+/* Bytes moved: an idle deadline starts over. */
+void wp_exch_touch(struct wp_exch *x);
 /* Start the deadline and the first attempt of an exchange whose decision is made (mirrors). */
 void wp_exch_forward(struct wp_exch *x);
 

@@ -128,8 +128,10 @@ static enum wp_h1_verdict transfer_encoding(struct wp_h1_head *h, const char *v,
         size_t start = i;
         while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t' && v[i] != ';')
             i++;
+        if (i == start && i == n)
+            break; /* trailing separators */
         if (i == start)
-            continue;
+            return bad(h, 400, "bad Transfer-Encoding"); /* a parameter without a coding */
         if (h->chunked)
             return bad(h, 400, "chunked is not the last transfer coding");
         if (i - start != 7 || strncasecmp(v + start, "chunked", 7) != 0)

@@ -6,12 +6,11 @@
  *        line, whitespace at the start of a header line (obs-fold, or before a name such as
  *        " Content-Length"), whitespace before the colon, a name with non-token bytes, a bad
  *        request line, a missing or repeated Host (HTTP/1.1), a Content-Length that is not
- *        digits or that is repeated (even with the same value), Content-Length together with Transfer-Encoding,
- *        Transfer-Encoding in HTTP/1.0, "chunked" not last or repeated;
- *   431  a head longer than max_head_bytes, more than max_headers fields;
- *   501  a transfer coding other than chunked; 505  an HTTP version other than 1.0 and 1.1.
- * The scan is incremental: feed the whole head so far (from its first byte) each time; only the
- * new bytes are examined. */
+ *        digits or that is repeated (even with the same value), Content-Length together with
+ * Transfer-Encoding, Transfer-Encoding in HTTP/1.0, "chunked" not last or repeated; 431  a head
+ * longer than max_head_bytes, more than max_headers fields; 501  a transfer coding other than
+ * chunked; 505  an HTTP version other than 1.0 and 1.1. The scan is incremental: feed the whole
+ * head so far (from its first byte) each time; only the new bytes are examined. */
 #ifndef WP_H1_CHECK_H
 #define WP_H1_CHECK_H
 

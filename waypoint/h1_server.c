@@ -131,23 +131,28 @@ static void refuse(struct wp_h1s *h, int status, const char *why)
     wp_exch_reply(h->x, status, why); /* cancels an attempt in flight */
 }
 
+/* The parser delivered a head and/or the end of a body: act on them now that llhttp returned.
+ * Starting the exchange may answer at once and even close the connection (h is then gone). */
 static void after_feed(struct wp_h1s *h)
 {
+    struct wp_conn *c = h->c;
     struct wp_exch *x = h->x;
 
     if (h->pending_start) {
         h->pending_start = false;
         h->started = true;
         h->head_timer = false;
-        wp_conn_timer(h->c, 0);
+        wp_conn_timer(c, 0);
         wp_exch_start(x);
-        if (h->expect_continue && !h->resp_started && h->c->state != WP_CONN_CLOSING &&
+        if (c->state != WP_CONN_H1)
+            return;
+        if (h->expect_continue && !h->resp_started &&
             (x->state == WP_EXCH_CONNECT || x->state == WP_EXCH_WAIT)) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            wp_conn_write(h->c, cont, sizeof(cont) - 1);
+            wp_conn_write(c, cont, sizeof(cont) - 1);
         }
     }
-    if (h->pending_end && h->c->state != WP_CONN_CLOSING && h->x == x) {
+    if (h->pending_end && h->x == x) {
         h->pending_end = false;
         wp_exch_body_end(x);
     }
@@ -218,7 +223,9 @@ static int write_head(struct wp_h1s *h, struct wp_exch *x)
         h->close_after = true;
     gm_buf_init(&b, 0);
     rc = wp_h1w_response(&b, x->resp.status, &x->resp.headers, h->framing, x->resp.content_length,
-                         h->close_after);
+                         h->close_after         ? WP_H1W_CONN_CLOSE
+                         : x->req.version == 10 ? WP_H1W_CONN_KEEP_ALIVE
+                                                : WP_H1W_CONN_NONE);
     if (rc == 0)
         rc = wp_conn_write(h->c, b.data, b.len);
     gm_buf_done(&b);

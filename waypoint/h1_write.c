@@ -110,7 +110,7 @@ int wp_h1w_request(struct gm_buf *out, const struct wp_req *r)
 }
 
 int wp_h1w_response(struct gm_buf *out, int status, const struct gm_hlist *h,
-                    enum wp_h1w_framing framing, int64_t content_length, bool close)
+                    enum wp_h1w_framing framing, int64_t content_length, enum wp_h1w_conn conn)
 {
     int rc = gm_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, wp_h1w_reason(status));
 
@@ -120,7 +120,9 @@ int wp_h1w_response(struct gm_buf *out, int status, const struct gm_hlist *h,
         rc = gm_buf_printf(out, "content-length: %lld\r\n", (long long)content_length);
     else if (rc == 0 && framing == WP_H1W_CHUNKED)
         rc = gm_buf_printf(out, "transfer-encoding: chunked\r\n");
-    if (rc == 0 && close)
+    if (rc == 0 && conn == WP_H1W_CONN_CLOSE)
         rc = gm_buf_printf(out, "connection: close\r\n");
+    else if (rc == 0 && conn == WP_H1W_CONN_KEEP_ALIVE)
+        rc = gm_buf_printf(out, "connection: keep-alive\r\n");
     return rc ? rc : gm_buf_append(out, "\r\n", 2);
 }

@@ -25,10 +25,18 @@ enum wp_h1w_framing {
     WP_H1W__MAX
 };
 
-/* "HTTP/1.1 status reason", the fields, the framing field, "connection: close" when close, then
- * the empty line. 0 or -ENOBUFS. */
+/* The Connection field of a response. */
+enum wp_h1w_conn {
+    WP_H1W_CONN_NONE = 0,   /* none: HTTP/1.1 keeps the connection */
+    WP_H1W_CONN_CLOSE,      /* "connection: close" */
+    WP_H1W_CONN_KEEP_ALIVE, /* "connection: keep-alive" (an HTTP/1.0 client asked for it) */
+    WP_H1W_CONN__MAX
+};
+
+/* "HTTP/1.1 status reason", the fields, the framing field, the Connection field, then the empty
+ * line. 0 or -ENOBUFS. */
 int wp_h1w_response(struct gm_buf *out, int status, const struct gm_hlist *h,
-                    enum wp_h1w_framing framing, int64_t content_length, bool close);
+                    enum wp_h1w_framing framing, int64_t content_length, enum wp_h1w_conn conn);
 
 /* The reason phrase of a status ("OK", "Not Found"; "Unknown" for others). */
 const char *wp_h1w_reason(int status);

@@ -115,6 +115,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     x->req.version = 20;
     hold(h, x);
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, x);
+    wp_exch_head_deadline(x, wp_worker_settings(h->c->w)->head_timeout_ms);
     if (!h->notice_sent)
         wp_conn_timer(h->c, 0); /* the idle timer; a drain keeps its own */
     return 0;
@@ -239,14 +240,29 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     return 0;
 }
 
-/* Resets we send are capped per second: a peer provoking them (MadeYouReset) gets GOAWAY. */
+/* The response ended while the client is still sending: tell it to stop (RFC 9113 §8.1). */
+static void response_ended(nghttp2_session *s, const nghttp2_frame *f)
+{
+    struct wp_exch *x = exch_of(s, f->hd.stream_id);
+
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && x && !x->body_end)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+}
+
+/* Resets we send because of the peer's errors are capped per second: a peer provoking them
+ * (MadeYouReset) gets GOAWAY. */
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct wp_h2s *h = user;
     uint64_t now = uv_now(wp_worker_loop(h->c->w));
     uint64_t cap = (uint64_t)wp_worker_settings(h->c->w)->h2_reset_rate;
 
-    if (f->hd.type != NGHTTP2_RST_STREAM)
+    if (f->hd.type != NGHTTP2_RST_STREAM) {
+        response_ended(s, f);
+        return 0;
+    }
+    if (f->rst_stream.error_code == NGHTTP2_NO_ERROR)
         return 0;
     if (now - h->rst_window_start >= 1000) {
         h->rst_window_start = now;
@@ -381,11 +397,16 @@ static void h2_input(struct wp_conn *c)
     if (rc < 0) {
         GM_LOG_DEBUG("h2", "protocol error", "peer=%s error=%s", c->peer_id,
                      nghttp2_strerror((int)rc));
+        /* Fatal errors leave no GOAWAY queued: say why before closing. */
+        nghttp2_session_terminate_session(h->s, rc == NGHTTP2_ERR_FLOODED ||
+                                                        rc == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                                                    ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                    : NGHTTP2_PROTOCOL_ERROR);
         h->want_close = true;
     }
     flush(h);
     if (rc < 0 && c->state == WP_CONN_H2)
-        wp_conn_close(c, "HTTP/2 protocol error");
+        wp_conn_finish(c, "HTTP/2 protocol error"); /* the GOAWAY goes out first */
 }
 
 static void h2_writable(struct wp_conn *c)
@@ -407,9 +428,15 @@ static void goaway(struct wp_h2s *h)
     flush(h);
 }
 
+/* The client ended its direction: streams still waiting for its bytes never complete. */
 static void h2_peer_end(struct wp_conn *c)
 {
-    goaway(h2(c));
+    struct wp_h2s *h = h2(c);
+
+    for (size_t i = 0; i < h->n_held; i++)
+        if (!h->held[i]->body_end)
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, h->held[i]->sid, NGHTTP2_CANCEL);
+    goaway(h);
 }
 
 /* Graceful: a shutdown notice first (streams the client is opening right now still count), the
@@ -508,6 +535,8 @@ void wp_h2s_start(struct wp_conn *c)
     nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     c->codec = h;
     c->ops = &wp_h2s_ops;
-    h2_input(c);
-    flush(h);
+    if (wp_bytes_size(&c->in) > 0)
+        h2_input(c); /* flushes, and may close the connection (h is then gone) */
+    else
+        flush(h);
 }

@@ -55,7 +55,7 @@ struct wp {
     int listen_port;                 /* bound port (listen-addr may say 0) */
     char identity[GM_SPIFFE_ID_MAX]; /* control loop's view; workers get copies */
     char identity_why[128];          /* why identity is empty */
-    struct wp_worker *wws; /* per-worker state, indexed like workers.v */
+    struct wp_worker *wws;           /* per-worker state, indexed like workers.v */
     bool workers_started;
 };
 

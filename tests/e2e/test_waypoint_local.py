@@ -27,6 +27,7 @@ WAYPOINT_ID = "spiffe://%s/ns/test/sa/waypoint" % TD
 CLIENT_ID = "spiffe://%s/ns/client/sa/default" % TD
 BACKEND_ID = "spiffe://%s/ns/test/sa/echo" % TD
 HEAD_TIMEOUT_S = 1
+IDLE_TIMEOUT_S = 3
 
 SERVICES = """
 apiVersion: v1
@@ -176,14 +177,16 @@ class Env:
         for n in (2, 3, 4):
             args += ["--in", "%s:15008,%s" % (self.ip(n), BACKEND_ID)]
         self.start(args, "harness")
-        self.start([WAYPOINT, "--config-dir", "cfg", "--ca-cert", "ca.crt", "--ca-key", "ca.key",
+        # WP_WRAPPER="valgrind --leak-check=full ..." runs the waypoint under a tool
+        self.start(os.environ.get("WP_WRAPPER", "").split() + [WAYPOINT, "--config-dir", "cfg", "--ca-cert", "ca.crt", "--ca-key", "ca.key",
                     "--pod-namespace", "test", "--service-account", "waypoint",
                     "--listen-addr", wp_addr, "--workers", "2",
                     "--admin-addr", "%s:%d" % (self.ip(1), self.admin),
                     "--metrics-addr", "%s:%d" % (self.ip(1), self.metrics),
                     "--ready-addr", "%s:%d" % (self.ip(1), self.ready),
-                    "--head-timeout", "%ds" % HEAD_TIMEOUT_S] + os.environ.get("WP_EXTRA", "").split(), "waypoint")
-        deadline = time.time() + 10
+                    "--head-timeout", "%ds" % HEAD_TIMEOUT_S,
+                    "--idle-timeout", "%ds" % IDLE_TIMEOUT_S] + os.environ.get("WP_EXTRA", "").split(), "waypoint")
+        deadline = time.time() + (60 if os.environ.get("WP_WRAPPER") else 10)
         while time.time() < deadline:
             try:
                 if self.get(self.ready, "/healthz/ready")[0] == 200 and self.echo_up():
@@ -208,7 +211,7 @@ class Env:
                 p.terminate()
         for p in self.procs:
             try:
-                p.wait(timeout=10)
+                p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
@@ -410,6 +413,13 @@ def test_backend_request_timeout_retried(env):
     assert 0.9 <= r.elapsed < 2.5, r.elapsed
 
 
+def test_stream_idle_timeout_without_route_timeout(env):
+    # no route on "echo", no default-request-timeout: idleness ends the request
+    r = env.client("echo", "/?delay=6s")
+    assert r.status() == 504
+    assert IDLE_TIMEOUT_S - 0.2 <= r.elapsed < IDLE_TIMEOUT_S + 1.5, r.elapsed
+
+
 def test_mirror_reaches_mirror_backend(env):
     key = "m%d" % random.randint(0, 1 << 30)
     # Use up the primary backend's one failure for this key first.
@@ -605,3 +615,152 @@ def test_config_dump(env):
     dump = json.loads(body)
     assert dump["waypoint"]["identity"] == WAYPOINT_ID
     assert "snapshot" in dump and dump["identity"]["certificates"]
+
+
+# ---- hostile HTTP/2 (raw frames with python3-h2's hyperframe and hpack) ----
+
+def h2_frames(env, frames, wait=3.0, preface=True):
+    """Send the preface, SETTINGS and the given frames on one connection; returns the frames
+    the server sent (parsed) and whether it closed the connection."""
+    from hyperframe.frame import Frame, SettingsFrame
+    s = socket.create_connection((env.ip(1), env.ports["echo"]), timeout=wait)
+    out = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize()) if preface else b""
+    for f in frames:
+        out += f if isinstance(f, bytes) else f.serialize()
+    got, closed = b"", False
+    try:
+        s.sendall(out)
+        end = time.time() + wait
+        while time.time() < end:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    finally:
+        s.close()
+    parsed = []
+    while len(got) >= 9:
+        f, length = Frame.parse_frame_header(memoryview(got[:9]))
+        if len(got) < 9 + length:
+            break
+        f.parse_body(memoryview(got[9:9 + length]))
+        parsed.append(f)
+        got = got[9 + length:]
+    return parsed, closed
+
+
+def h2_headers(stream_id, extra=(), end_stream=True, end_headers=True, path="/"):
+    from hpack import Encoder
+    from hyperframe.frame import HeadersFrame
+    block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                              (":path", path)] + list(extra))
+    f = HeadersFrame(stream_id, block)
+    if end_stream:
+        f.flags.add("END_STREAM")
+    if end_headers:
+        f.flags.add("END_HEADERS")
+    return f
+
+
+def test_h2_raw_request(env):
+    frames, _ = h2_frames(env, [h2_headers(1)])
+    assert any(f.type == 0x1 and f.stream_id == 1 for f in frames)  # response HEADERS
+
+
+def test_h2_rapid_reset_goaway(env):
+    from hyperframe.frame import RstStreamFrame
+    frames = []
+    for i in range(1, 2 * 3000, 2):  # far past the reset budget (burst 10x the rate)
+        frames += [h2_headers(i, end_stream=False), RstStreamFrame(i, error_code=8)]
+    got, closed = h2_frames(env, frames, wait=5)
+    goaways = [f for f in got if f.type == 0x7]
+    assert goaways and closed, [f.type for f in got][-5:]
+    # a well-behaved client is unaffected
+    assert env.client("echo", "/", "--h2", "--count", "5").statuses() == [200] * 5
+
+
+def test_h2_unfinished_header_block_closed(env):
+    f = h2_headers(1, end_headers=False)
+    t0 = time.time()
+    _, closed = h2_frames(env, [f], wait=HEAD_TIMEOUT_S + 3)
+    assert closed and time.time() - t0 < HEAD_TIMEOUT_S + 2.5
+
+
+def test_h2_continuation_flood(env):
+    from hyperframe.frame import ContinuationFrame
+    frames = [h2_headers(1, end_headers=False)] + [ContinuationFrame(1, b"") for _ in range(100)]
+    got, closed = h2_frames(env, frames)
+    assert closed and any(f.type == 0x7 for f in got)
+
+
+def test_h2_oversized_header_list(env):
+    frames, _ = h2_frames(env, [h2_headers(1, extra=[("x-big", "v" * 70000)])])
+    # refused: RST_STREAM, GOAWAY or a 431, never a forwarded request
+    assert any(f.type in (0x3, 0x7) for f in frames) or \
+        any(f.type == 0x1 and f.stream_id == 1 for f in frames)
+    assert env.client("echo", "/", "--h2").status() == 200
+
+
+def test_h2_connection_header_refused(env):
+    frames, _ = h2_frames(env, [h2_headers(1, extra=[("connection", "close")])])
+    assert any(f.type == 0x3 and f.stream_id == 1 for f in frames)  # RST_STREAM: malformed
+
+
+# ---- bodies ----
+
+def test_large_post_streamed(env):
+    body = "L" * 120000  # an argument: under the 128 KiB limit of one argv string
+    r = env.client("echo", "/big", "--method", "POST", "--body", body)
+    assert r.status() == 200
+    assert r.field("BodySha256") == hashlib.sha256(body.encode()).hexdigest()
+
+
+def test_chunked_post(env):
+    chunks = [b"hello ", b"chunked ", b"world"]
+    data = b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    data += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    out, closed = env.raw("echo", data)
+    assert out.startswith(b"HTTP/1.1 200") and closed
+    want = hashlib.sha256(b"".join(chunks)).hexdigest().encode()
+    assert b"BodySha256=" + want in out
+
+
+def test_no_retry_once_body_streamed(env):
+    # a body past --max-body-buffer (64 KiB) cannot be replayed: the 503 comes back as is
+    key = "s%d" % random.randint(0, 1 << 30)
+    r = env.client("web", "/retry?fail_first=1&key=" + key, "--method", "POST",
+                   "--body", "b" * 100000)
+    assert r.status() == 503
+
+
+def test_expect_continue(env):
+    s = socket.create_connection((env.ip(1), env.ports["echo"]), timeout=5)
+    try:
+        s.sendall(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+                  b"\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(b"hello")
+        out = b""
+        while b"Hostname=" not in out:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        assert out.startswith(b"HTTP/1.1 200") and b"BodyLength=5" in out
+    finally:
+        s.close()
+
+
+def test_head_request(env):
+    out, _ = env.raw("echo", b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    head, _, rest = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and rest == b""

@@ -135,7 +135,9 @@ static bool parse(struct wp_req *r, const char *p, size_t n)
     for (const char *l = nl ? nl + 1 : end; l < end && r->headers.n < MAX_HEADERS;) {
         const char *e = memchr(l, '\n', (size_t)(end - l));
         const char *le = e ? e : end, *colon = memchr(l, ':', (size_t)(le - l));
-        if (colon && colon > l) {
+        /* The codecs never let NUL, CR or LF into a field (h1_check.c, nghttp2). */
+        if (colon && colon > l && !memchr(l, '\0', (size_t)(le - l)) &&
+            !memchr(l, '\r', (size_t)(le - l))) {
             const char *v = colon + 1;
             while (v < le && *v == ' ')
                 v++;

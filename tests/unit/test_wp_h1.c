@@ -188,6 +188,10 @@ static const struct tcase cases[] = {
     {"xchunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501, NULL},
     {"chunked with parameter",
      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", 400, NULL},
+    {"TE parameter only", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ;e=1\r\n\r\n", 400,
+     NULL},
+    {"TE separators only", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , ,\r\n\r\n", 400,
+     NULL},
     {"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, NULL},
     {"bad chunk size", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
      400, NULL},
@@ -343,12 +347,16 @@ static void test_write(void)
     gm_hlist_init(&h, 0);
     gm_hlist_add(&h, "Location", "/x");
     b.len = 0;
-    CHECK_EQ_INT(wp_h1w_response(&b, 302, &h, WP_H1W_LENGTH, 0, true), 0);
+    CHECK_EQ_INT(wp_h1w_response(&b, 302, &h, WP_H1W_LENGTH, 0, WP_H1W_CONN_CLOSE), 0);
     CHECK_EQ_STR(b.data, "HTTP/1.1 302 Found\r\nLocation: /x\r\ncontent-length: 0\r\n"
                          "connection: close\r\n\r\n");
     b.len = 0;
-    wp_h1w_response(&b, 204, &h, WP_H1W_NONE, -1, false);
+    wp_h1w_response(&b, 204, &h, WP_H1W_NONE, -1, WP_H1W_CONN_NONE);
     CHECK(strstr(b.data, "content-length") == NULL);
+    CHECK(strstr(b.data, "connection") == NULL);
+    b.len = 0;
+    wp_h1w_response(&b, 200, &h, WP_H1W_LENGTH, 3, WP_H1W_CONN_KEEP_ALIVE);
+    CHECK(strstr(b.data, "connection: keep-alive\r\n") != NULL);
     gm_hlist_done(&h);
     gm_buf_done(&b);
 
