@@ -348,3 +348,29 @@ bool gm_cmirror_fires(const struct gm_cmirror *m, uint32_t rnd)
     /* rnd / 2^32 < num / den, exactly. */
     return (uint64_t)rnd * den < num << 32;
 }
+
+const char *gm_cmatch_prefix(const struct gm_cmatch *m, size_t *len)
+{
+    *len = m->path_type == GM_PATH_REGEX ? 0 : m->path_len;
+    return m->path_type == GM_PATH_REGEX ? NULL : m->path;
+}
+
+int gm_request_filters_apply(const struct gm_cfilters *f, const struct gm_cmatch *m,
+                             struct gm_hlist *headers, char **path)
+{
+    int rc;
+
+    if ((rc = gm_hlist_apply(headers, f->request_header)) < 0)
+        return rc;
+    if (f->rewrite && f->rewrite->hostname &&
+        (rc = gm_hlist_set(headers, "host", f->rewrite->hostname)) < 0)
+        return rc;
+    if (f->rewrite && f->rewrite->path.set) {
+        size_t plen;
+        const char *prefix = gm_cmatch_prefix(m, &plen);
+        char *p = gm_path_rewrite(&f->rewrite->path, prefix, plen, *path, strlen(*path), NULL, 0);
+        free(*path);
+        *path = p;
+    }
+    return 0;
+}

@@ -18,34 +18,10 @@ static void respond(struct wp_decision *d, int status, const char *reason, const
     d->flags = flags;
 }
 
-/* The matched PathPrefix (for ReplacePrefixMatch); NULL for a regex path. */
-static const char *match_prefix(const struct gm_cmatch *m, size_t *len)
-{
-    *len = m->path_type == GM_PATH_REGEX ? 0 : m->path_len;
-    return m->path_type == GM_PATH_REGEX ? NULL : m->path;
-}
-
-/* RequestHeaderModifier, then URLRewrite (hostname, then path). 0 or -ENOBUFS. */
 static int apply_request_filters(const struct gm_cfilters *f, const struct gm_cmatch *m,
                                  struct wp_req *r)
 {
-    const char *prefix;
-    size_t plen;
-    int rc;
-
-    if ((rc = gm_hlist_apply(&r->headers, f->request_header)) < 0)
-        return rc;
-    if (f->rewrite && f->rewrite->hostname &&
-        (rc = gm_hlist_set(&r->headers, "host", f->rewrite->hostname)) < 0)
-        return rc;
-    if (f->rewrite && f->rewrite->path.set) {
-        prefix = match_prefix(m, &plen);
-        char *p =
-            gm_path_rewrite(&f->rewrite->path, prefix, plen, r->path, strlen(r->path), NULL, 0);
-        free(r->path);
-        r->path = p;
-    }
-    return 0;
+    return gm_request_filters_apply(f, m, &r->headers, &r->path);
 }
 
 static void redirect(struct wp_decision *d, const struct gm_redirect *rd, int port,
@@ -63,7 +39,7 @@ static void redirect(struct wp_decision *d, const struct gm_redirect *rd, int po
     };
     int status = 302;
 
-    in.match_prefix = match_prefix(d->match, &in.match_prefix_len);
+    in.match_prefix = gm_cmatch_prefix(d->match, &in.match_prefix_len);
     if (gm_redirect_location(rd, &in, &d->location, &status) < 0) {
         respond(d, 500, "redirect without a hostname and without a Host header", "-");
     } else {

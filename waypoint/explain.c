@@ -322,35 +322,13 @@ static json_t *request_target_json(const struct request *r)
     return r->query ? json_sprintf("%s?%s", r->path, r->query) : json_string(r->path);
 }
 
-/* The matched PathPrefix (for ReplacePrefixMatch); NULL for a regex path. */
-static const char *match_prefix(const struct gm_cmatch *m, size_t *len)
-{
-    *len = m->path_type == GM_PATH_REGEX ? 0 : m->path_len;
-    return m->path_type == GM_PATH_REGEX ? NULL : m->path;
-}
-
-/* RequestHeaderModifier, then URLRewrite. 0 or -ENOBUFS. */
 static int apply_request_filters(const struct gm_cfilters *f, const struct gm_cmatch *m,
                                  struct request *r)
 {
-    const char *prefix;
-    size_t plen;
-    int rc;
+    int rc = gm_request_filters_apply(f, m, &r->headers, &r->path);
 
-    if ((rc = gm_hlist_apply(&r->headers, f->request_header)) < 0)
-        return rc;
-    if (f->rewrite && f->rewrite->hostname &&
-        (rc = gm_hlist_set(&r->headers, "Host", f->rewrite->hostname)) < 0)
-        return rc;
-    if (f->rewrite && f->rewrite->path.set) {
-        prefix = match_prefix(m, &plen);
-        char *p =
-            gm_path_rewrite(&f->rewrite->path, prefix, plen, r->path, strlen(r->path), NULL, 0);
-        free(r->path);
-        r->path = p;
-    }
     request_view(r);
-    return 0;
+    return rc;
 }
 
 /* ---- pieces of the answer ---- */
@@ -458,7 +436,7 @@ static void redirect_into(json_t *o, const struct ctx *c, const struct gm_redire
         .query_len = r->query ? strlen(r->query) : 0,
     };
 
-    in.match_prefix = match_prefix(c->m, &in.match_prefix_len);
+    in.match_prefix = gm_cmatch_prefix(c->m, &in.match_prefix_len);
     if (gm_redirect_location(rd, &in, &loc, &status) < 0) {
         respond(o, 500, "redirect without a hostname and without a Host header");
     } else {

@@ -73,6 +73,16 @@ int gm_hlist_apply(struct gm_hlist *h, const struct gm_header_mod *mod);
 char *gm_path_replace_prefix(const char *path, size_t path_len, const char *prefix,
                              size_t prefix_len, const char *repl);
 
+/* The prefix a match contributes to ReplacePrefixMatch (its PathPrefix value); NULL and 0 for a
+ * regex path. */
+const char *gm_cmatch_prefix(const struct gm_cmatch *m, size_t *len);
+
+/* A rule's (or backend's) request filters on a request matched by m: RequestHeaderModifier,
+ * then URLRewrite (hostname into Host, then the path). headers is edited in place; *path (heap,
+ * without the query) is replaced when rewritten. 0 or -ENOBUFS (the header list's cap). */
+int gm_request_filters_apply(const struct gm_cfilters *f, const struct gm_cmatch *m,
+                             struct gm_hlist *headers, char **path);
+
 /* The request target after a URLRewrite/RequestRedirect path modifier: ReplaceFullPath, or
  * ReplacePrefixMatch of match_prefix (the matched rule's compiled PathPrefix), or the path
  * unchanged when mod is NULL or unset; then "?" and the original query when query is non-NULL.
