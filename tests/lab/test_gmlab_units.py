@@ -18,8 +18,18 @@ from gmlab import yamlish  # noqa: E402
 from gmlab.util import LabError  # noqa: E402
 
 # The shared conformance manifests sit next to the repository (../shared) on dev machines.
-CONFORMANCE = sorted(glob.glob(os.path.join(HERE, "..", "..", "..", "shared", "conformance",
-                                            "gateway-api", "manifests", "*.yaml")))
+def _conformance_dir():
+    """GM_CONFORMANCE_MANIFESTS, else ../shared next to the repository, else /work/shared."""
+    for d in (os.environ.get("GM_CONFORMANCE_MANIFESTS"),
+              os.path.join(HERE, "..", "..", "..", "shared", "conformance", "gateway-api",
+                           "manifests"),
+              "/work/shared/conformance/gateway-api/manifests"):
+        if d and os.path.isdir(d):
+            return d
+    return None
+
+
+CONFORMANCE = sorted(glob.glob(os.path.join(_conformance_dir() or "/nonexistent", "*.yaml")))
 
 
 def values(text):
