@@ -706,9 +706,16 @@ static void entry_failed(struct cache_entry *e, int rc, int64_t now)
     e->last_error = rc;
 }
 
+/* Half of the certificate's useful life, counted from when it was issued: notBefore is
+ * backdated for clock skew, and counting from it would put the refresh of a short-lived
+ * certificate before its issue (a re-issue on every tick). */
 static int64_t half_life(const struct gm_cert *cert)
 {
-    return cert->not_before + (cert->not_after - cert->not_before) / 2;
+    int64_t issued = cert->not_before + GM_CERT_BACKDATE;
+
+    if (issued >= cert->not_after)
+        issued = cert->not_before;
+    return issued + (cert->not_after - issued) / 2;
 }
 
 /* Install a fresh certificate; the old one lives on in the references others hold. */

@@ -506,7 +506,8 @@ static void test_cache_hit_and_refresh(void)
     CHECK_EQ_INT(u.n, 1);
     CHECK_EQ_STR(u.last_id, ID_A);
     CHECK_EQ_INT(a->not_after - a->not_before, GM_CERT_LIFETIME_DEFAULT + GM_CERT_BACKDATE);
-    int64_t half = a->not_before + (a->not_after - a->not_before) / 2;
+    /* Half of the life counted from issue (notBefore is backdated). */
+    int64_t half = now + (a->not_after - now) / 2;
 
     /* before half life: the same certificate, no issue */
     CHECK_EQ_INT(gm_cert_cache_tick(c, now + 3600), half);
@@ -560,6 +561,30 @@ static void test_cache_hit_and_refresh(void)
     gm_signer_free(t.signer);
 }
 
+/* A certificate shorter-lived than the backdating is refreshed at half its life from issue,
+ * not at once (a refresh counted from the backdated notBefore would re-issue on every tick). */
+static void test_cache_short_lifetime(void)
+{
+    struct test_provider t;
+    int64_t now = (int64_t)time(NULL);
+    struct gm_cert_cache_opts o = {.lifetime_s = 60, .clock = clock_of, .clock_arg = &now};
+    struct gm_cert_cache *c;
+    struct gm_cert *a = NULL;
+
+    tp_init(&t);
+    gm_signer_set_clock(t.signer, clock_of, &now);
+    c = gm_cert_cache_new(&t.base, &o);
+    CHECK_EQ_INT(gm_cert_cache_get(c, ID_A, &a), 0);
+    CHECK_EQ_INT(gm_cert_cache_tick(c, now), now + 30);
+    CHECK_EQ_INT(t.calls, 1);
+    now += 30;
+    gm_cert_cache_tick(c, now);
+    CHECK_EQ_INT(t.calls, 2);
+    gm_cert_unref(a);
+    gm_cert_cache_free(c);
+    gm_signer_free(t.signer);
+}
+
 static void test_cache_backoff_and_expiry(void)
 {
     struct test_provider t;
@@ -579,7 +604,7 @@ static void test_cache_backoff_and_expiry(void)
 
     /* refresh fails: keep serving the valid cert, retry 1 s, 2 s, … 60 s */
     t.fail = -EIO;
-    now = a->not_before + (a->not_after - a->not_before) / 2;
+    now = now + (a->not_after - now) / 2;
     for (size_t i = 0; i < GM_ARRAY_LEN(want); i++) {
         int calls = t.calls;
         int64_t next = gm_cert_cache_tick(c, now);
@@ -711,6 +736,7 @@ int main(void)
     test_from_files();
     test_cache_hit_and_refresh();
     test_cache_backoff_and_expiry();
+    test_cache_short_lifetime();
     test_cache_async_and_limits();
     test_cache_with_signer();
     return TEST_DONE();
