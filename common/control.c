@@ -101,6 +101,12 @@ int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_
     return gm_config_watch_start(&c->watch, gm_daemon_loop(d), &c->store, on_scan, c);
 }
 
+void gm_control_reload(struct gm_control *c)
+{
+    GM_LOG_INFO("config", "reload requested: rescanning", "dir=%s", c->store.dir);
+    on_scan(c, gm_config_store_scan(&c->store));
+}
+
 void gm_control_stop(struct gm_control *c)
 {
     gm_config_watch_stop(&c->watch);

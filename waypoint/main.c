@@ -181,6 +181,11 @@ static void on_drain(struct gm_daemon *d, void *ctx)
     uv_timer_start(&drain_poll, on_drain_poll, 50, 50);
 }
 
+static void on_reload(struct gm_daemon *d, void *ctx)
+{
+    gm_control_reload(&((struct wp *)ctx)->control);
+}
+
 static void on_stop(struct gm_daemon *d, void *ctx)
 {
     struct wp *wp = ctx;
@@ -281,6 +286,7 @@ static int run(struct wp *wp)
         .common = &wp->set.common,
         .drain = on_drain,
         .stop = on_stop,
+        .reload = on_reload,
         .ready = on_ready,
         .config_dump = on_dump,
         .ctx = wp,

@@ -133,6 +133,11 @@ static void on_drain(struct gm_daemon *d, void *ctx)
     uv_timer_start(&drain_poll, on_drain_poll, 100, 100);
 }
 
+static void on_reload(struct gm_daemon *d, void *ctx)
+{
+    gm_control_reload(&((struct zt *)ctx)->control);
+}
+
 static void on_stop(struct gm_daemon *d, void *ctx)
 {
     struct zt *zt = ctx;
@@ -159,6 +164,7 @@ static int run(struct zt *zt)
         .common = &zt->set.common,
         .drain = on_drain,
         .stop = on_stop,
+        .reload = on_reload,
         .ready = on_ready,
         .config_dump = on_dump,
         .ctx = zt,

@@ -37,6 +37,8 @@ struct gm_control {
 int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_common_settings *cs,
                      gm_control_snapshot_cb on_snapshot, void *ctx);
 void gm_control_stop(struct gm_control *c);
+/* Rescan the directory now (SIGHUP); the watch does the same on its own within a second. */
+void gm_control_reload(struct gm_control *c);
 /* {"snapshot": …, "config_errors": […], "config_dir": …, "loads_total": …} (new object). */
 json_t *gm_control_dump(struct gm_control *c);
 

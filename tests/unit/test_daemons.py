@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -177,6 +178,10 @@ def test_running_daemon(prog, extra):
             line = [ln for ln in text.splitlines()
                     if ln.startswith("gammamesh_config_load_errors_total")]
             check(line and float(line[0].split()[-1]) >= 1, "%s counts load errors" % name)
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            check(p.poll() is None and services(admin)[1] == ["one", "two"],
+                  "%s survives SIGHUP (a rescan) with its configuration" % name)
             status, _ = get(admin + "/logging?level=config=debug", "POST")
             check(status == 200, "%s /logging sets a level" % name)
             status, _ = get(admin + "/logging?level=bogus", "POST")
