@@ -294,30 +294,6 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
 }
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Content Too Large";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-    }
-}
-
 static void send_response(struct conn *c, bool head_only)
 {
     struct gm_admin_response *res = &c->res;
@@ -327,7 +303,7 @@ static void send_response(struct conn *c, bool head_only)
     n = snprintf(c->head, sizeof(c->head),
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s"
                  "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-                 res->status, reason_phrase(res->status), res->content_type, res->body.len,
+                 res->status, gm_http_reason(res->status), res->content_type, res->body.len,
                  res->allow ? "Allow: " : "", res->allow ? res->allow : "",
                  res->allow ? "\r\n" : "");
     bufs[0] = uv_buf_init(c->head, (unsigned)n);

@@ -77,4 +77,7 @@ int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr);
 bool gm_str_ieq(const char *a, const char *b);
 uint64_t gm_hash_str(const char *s);
 
+/* The reason phrase of an HTTP status code ("Not Found"); "Unknown" for codes it lacks. */
+const char *gm_http_reason(int status);
+
 #endif

@@ -1,6 +1,7 @@
 /* HTTP/1.x for the echo server over llhttp: one request at a time (the parser pauses at each
  * message end until its reply is written), keep-alive, 400/431 and close on bad input. */
 #include "echo.h"
+#include "gammamesh/util.h"
 
 #include <errno.h>
 #include <strings.h>
@@ -104,60 +105,6 @@ void echo_h1_init(struct echo_conn *c)
     c->parser.data = c;
 }
 
-static const char *status_text(int code)
-{
-    switch (code) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
-    }
-}
-
 /* Answer a request the parser rejected, then close. */
 static void h1_error(struct echo_conn *c, int status, const char *reason)
 {
@@ -168,7 +115,7 @@ static void h1_error(struct echo_conn *c, int status, const char *reason)
     int n = snprintf(buf, sizeof(buf),
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\nerror=%s\n",
-                     status, status_text(status), strlen(reason) + 7, reason);
+                     status, gm_http_reason(status), strlen(reason) + 7, reason);
     fprintf(stderr, "echo-server: %s port=%d: bad request: %s -> %d\n", c->peer_ip, c->port, reason,
             status);
     c->h1_busy = true;
@@ -216,7 +163,7 @@ void echo_h1_emit(struct echo_req *r)
         return;
     gm_buf_init(&out, 0);
     rc = gm_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n", r->status,
-                       status_text(r->status));
+                       gm_http_reason(r->status));
     for (size_t i = 0; i < r->knobs.nhdrs && rc == 0; i++)
         rc = gm_buf_printf(&out, "%s: %s\r\n", r->knobs.hdr_name[i], r->knobs.hdr_value[i]);
     if (rc == 0 && !no_len)
