@@ -11,7 +11,7 @@ cd "$top"
 DEPS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libuv1-dev libssl-dev \
 libnghttp2-dev libyaml-dev node-llhttp libjansson-dev libpcre2-dev openssl curl \
 python3 python3-pytest python3-h2 python3-yaml iproute2 iptables nftables tcpdump procps psmisc \
-nghttp2-client stunnel4 haproxy iperf3 wrk debhelper lintian shellcheck dpkg-dev"
+nghttp2-client stunnel4 haproxy iperf3 wrk debhelper lintian shellcheck dpkg-dev systemd util-linux"
 
 deps() {
     if [ "$(id -u)" -ne 0 ]; then
