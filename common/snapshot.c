@@ -92,6 +92,8 @@ static void build_namespaces(struct gm_snapshot *s, const struct gm_object *cons
 
 /* ---- workloads ---- */
 
+static int cmp_workload_uid(const void *a, const void *b);
+
 const char *gm_snapshot_identity(struct gm_snapshot *s, const char *ns, const char *sa)
 {
     return gm_arena_printf(&s->arena, "spiffe://%s/ns/%s/sa/%s", s->opts.trust_domain, ns, sa);
@@ -164,6 +166,11 @@ static void build_workloads(struct gm_snapshot *s, const struct gm_object *const
             s->by_ip[nip++] = &s->workloads[i];
     qsort(s->by_ip, nip, sizeof(*s->by_ip), cmp_workload_ip);
     s->n_by_ip = nip;
+    s->by_uid = GM_ARENA_ARRAY(&s->arena, struct gm_workload *, np ? np : 1);
+    for (size_t i = 0; i < s->n_workloads; i++)
+        s->by_uid[i] = &s->workloads[i];
+    if (s->n_workloads > 1)
+        qsort(s->by_uid, s->n_workloads, sizeof(*s->by_uid), cmp_workload_uid);
 }
 
 const struct gm_workload *gm_snapshot_workload_by_ip(const struct gm_snapshot *s,
@@ -183,12 +190,18 @@ const struct gm_workload *gm_snapshot_workload_by_ip(const struct gm_snapshot *s
     return NULL;
 }
 
+static int cmp_workload_uid(const void *a, const void *b)
+{
+    return strcmp((*(struct gm_workload *const *)a)->uid, (*(struct gm_workload *const *)b)->uid);
+}
+
 const struct gm_workload *gm_snapshot_workload_by_uid(const struct gm_snapshot *s, const char *uid)
 {
-    for (size_t i = 0; i < s->n_workloads; i++)
-        if (strcmp(s->workloads[i].uid, uid) == 0)
-            return &s->workloads[i];
-    return NULL;
+    struct gm_workload key = {.uid = uid}, *kp = &key;
+    struct gm_workload **hit =
+        bsearch(&kp, s->by_uid, s->n_workloads, sizeof(*s->by_uid), cmp_workload_uid);
+
+    return hit ? *hit : NULL;
 }
 
 const struct gm_workload *gm_snapshot_workload(const struct gm_snapshot *s, const char *ns,

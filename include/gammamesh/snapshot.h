@@ -110,7 +110,8 @@ struct gm_snapshot {
     size_t n_workloads;
     struct gm_workload **by_ip; /* workloads with an IP, sorted by IP */
     size_t n_by_ip;
-    struct gm_svc *services; /* sorted by namespace/name */
+    struct gm_workload **by_uid; /* every workload, sorted by uid (looked up per connection) */
+    struct gm_svc *services;     /* sorted by namespace/name */
     size_t n_services;
     struct gm_svc **by_vip; /* services with a VIP, sorted by VIP */
     size_t n_by_vip;
