@@ -435,6 +435,7 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const u
     s->stats.bytes_in += n;
     s->unconsumed += n;
     if (s->state == GM_HBONE_STREAM_OPENING || s->held.bytes > 0) {
+        s->early_data = s->early_data || s->state == GM_HBONE_STREAM_OPENING;
         hbone_queue_push(&s->held, p, n); /* server: before the 2xx; bounded by the window */
     } else if (s->cbs && s->cbs->on_data) {
         s->cbs->on_data(s, p, n, s->ctx);
@@ -716,6 +717,7 @@ static int conn_new(uv_loop_t *loop, bool server, const struct gm_hbone_settings
     c->settings = *settings;
     uv_timer_init(loop, &c->deadline);
     uv_timer_init(loop, &c->ping);
+    uv_timer_init(loop, &c->respond);
     uv_idle_init(loop, &c->kick);
     if (session_create(c) < 0)
         gm_panic(__FILE__, __LINE__, "hbone session setup");
@@ -917,10 +919,11 @@ static void conn_teardown(struct gm_hbone_conn *c)
     c->h2 = NULL;
     c->busy--;
 
-    c->deadline.data = c->ping.data = c->kick.data = c;
-    c->pending_closes = 3;
+    c->deadline.data = c->ping.data = c->respond.data = c->kick.data = c;
+    c->pending_closes = 4;
     uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
     uv_close((uv_handle_t *)&c->ping, on_handle_closed);
+    uv_close((uv_handle_t *)&c->respond, on_handle_closed);
     uv_close((uv_handle_t *)&c->kick, on_handle_closed);
     if (c->ts) {
         c->pending_closes++;
@@ -1129,6 +1132,7 @@ int gm_hbone_stream_write(struct gm_hbone_stream *s, const void *p, size_t n)
         return 0;
     if (s->sendq.bytes + n > st->stream_queue_max)
         return -ENOBUFS;
+    hbone_server_respond_flush(s);
     hbone_queue_push(&s->sendq, p, n);
     if (s->sendq.bytes > st->stream_queue_high)
         s->over_high = true;
@@ -1153,6 +1157,7 @@ int gm_hbone_stream_shutdown(struct gm_hbone_stream *s)
     if (s->shut_wr)
         return 0;
     s->shut_wr = true;
+    hbone_server_respond_flush(s);
     hbone_stream_resume(s);
     return 0;
 }
@@ -1165,6 +1170,7 @@ void gm_hbone_stream_reset(struct gm_hbone_stream *s, uint32_t h2_error)
     if (s->reason == GM_HBONE_REASON_OK)
         s->reason = GM_HBONE_REASON_LOCAL_RESET;
     s->stats.h2_error = h2_error;
+    hbone_server_respond_flush(s); /* the peer learns the upstream was reached, then the reset */
     nghttp2_submit_rst_stream(s->conn->h2, NGHTTP2_FLAG_NONE, s->id, h2_error);
     hbone_conn_schedule(s->conn);
 }

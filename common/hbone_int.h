@@ -12,6 +12,9 @@
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
 #define HBONE_DATA_MAX  (16384 - 9)
 #define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
+/* Server: how long a 2xx may wait to travel with the first upstream bytes (see
+ * hbone_server_respond_flush()). */
+#define HBONE_RESPOND_DEFER_MS 1
 
 /* A piece of a byte queue: data[off, len) is still to be read. */
 struct hbone_chunk {
@@ -50,7 +53,9 @@ struct gm_hbone_stream {
     bool reset_asked;                      /* gm_hbone_stream_reset() called */
     bool over_high;                        /* writable() is false; on_writable() owed */
     bool notify_writable;                  /* on_writable() to deliver after the send loop */
-    bool bad;                 /* server: header block failed a check while it was decoded */
+    bool bad;           /* server: header block failed a check while it was decoded */
+    bool early_data;    /* server: DATA arrived before the 2xx (the client is not waiting) */
+    bool resp_deferred; /* server: the 2xx is decided but not yet handed to nghttp2 */
     struct hbone_queue sendq; /* gm_hbone_stream_write() bytes not yet framed */
     struct hbone_queue held;  /* server: DATA received before the 2xx went out */
     size_t unconsumed;        /* received, not yet reported by gm_hbone_stream_consumed() */
@@ -83,6 +88,7 @@ struct gm_hbone_conn {
     struct gm_hbone_settings settings;
     uv_timer_t deadline;             /* handshake deadline, then the idle timer */
     uv_timer_t ping;                 /* keepalive */
+    uv_timer_t respond;              /* server: sends 2xx responses deferred too long */
     uv_idle_t kick;                  /* deferred work: held data, sends */
     int busy;                        /* entry points on the stack: close is deferred */
     int pending_closes;              /* handles and TLS stream still closing */
@@ -117,6 +123,8 @@ bool hbone_header_ok(const struct gm_hbone_header *h, size_t *name_len, size_t *
 void hbone_server_on_header(struct gm_hbone_stream *s, const uint8_t *name, size_t namelen,
                             const uint8_t *value, size_t valuelen);
 void hbone_server_on_request(struct gm_hbone_stream *s);
+void hbone_server_respond_flush(struct gm_hbone_stream *s);
+void hbone_server_respond_flush_all(struct gm_hbone_conn *c);
 
 /* hbone_client.c */
 void hbone_client_on_header(struct gm_hbone_stream *s, const uint8_t *name, size_t namelen,

@@ -220,8 +220,9 @@ static void headers_build(struct gm_hbone_stream *s)
 
 #define RESPONSE_HDRS_MAX 16
 
-static int submit_response(struct gm_hbone_stream *s, int status,
-                           const struct gm_hbone_header *hdrs, size_t n)
+/* Hands the response HEADERS to nghttp2, with our data provider behind a 2xx. */
+static int submit_headers(struct gm_hbone_stream *s, int status, const struct gm_hbone_header *hdrs,
+                          size_t n)
 {
     nghttp2_nv nva[1 + RESPONSE_HDRS_MAX];
     char code[4];
@@ -241,9 +242,67 @@ static int submit_response(struct gm_hbone_stream *s, int status,
     }
     if (nghttp2_submit_response(s->conn->h2, s->id, nva, 1 + n, ok ? &prd : NULL) != 0)
         return -ENOTCONN;
+    if (ok)
+        s->prd_attached = true;
+    return 0;
+}
+
+/* A deferred 2xx goes to nghttp2 now: the owner is about to send bytes or END_STREAM, is
+ * resetting the stream, or the deferral ran out. */
+void hbone_server_respond_flush(struct gm_hbone_stream *s)
+{
+    if (!s->resp_deferred)
+        return;
+    s->resp_deferred = false;
+    if (submit_headers(s, s->stats.status, NULL, 0) < 0)
+        return;
+    hbone_stream_resume(s);
+}
+
+void hbone_server_respond_flush_all(struct gm_hbone_conn *c)
+{
+    for (struct gm_hbone_stream *s = c->streams; s && hbone_conn_usable(c); s = s->next)
+        hbone_server_respond_flush(s);
+}
+
+static void on_respond_timer(uv_timer_t *t)
+{
+    struct gm_hbone_conn *c = container_of(t, struct gm_hbone_conn, respond);
+
+    if (!hbone_conn_usable(c))
+        return;
+    hbone_conn_enter(c);
+    hbone_server_respond_flush_all(c);
+    hbone_conn_leave(c);
+}
+
+/* A 2xx for a client that sent data right behind its CONNECT (so it is not waiting for the
+ * answer) waits up to HBONE_RESPOND_DEFER_MS for the first upstream bytes, END_STREAM or a
+ * reset, and travels in the same TLS record: on a request/response exchange the client's node
+ * wakes once instead of twice. A client that waits for the 2xx before sending gets it at once. */
+static bool respond_deferrable(const struct gm_hbone_stream *s, int status, size_t n)
+{
+    return status >= 200 && status < 300 && n == 0 && s->early_data && !s->shut_wr &&
+           HBONE_RESPOND_DEFER_MS > 0;
+}
+
+static int submit_response(struct gm_hbone_stream *s, int status,
+                           const struct gm_hbone_header *hdrs, size_t n)
+{
+    struct gm_hbone_conn *c = s->conn;
+    bool ok = status >= 200 && status < 300;
+
+    if (respond_deferrable(s, status, n)) {
+        s->resp_deferred = true;
+        if (!uv_is_active((uv_handle_t *)&c->respond))
+            uv_timer_start(&c->respond, on_respond_timer, HBONE_RESPOND_DEFER_MS, 0);
+    } else {
+        int rc = submit_headers(s, status, hdrs, n);
+        if (rc < 0)
+            return rc;
+    }
     s->stats.status = status;
     if (ok) {
-        s->prd_attached = true;
         hbone_stream_set_state(s, GM_HBONE_STREAM_OPEN);
         hbone_stream_resume(s); /* held data, queued writes, a shutdown asked early */
         return 0;

@@ -5,6 +5,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "gammamesh/log.h"
@@ -149,13 +150,15 @@ struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir)
 
 /* ---- TCP sides ---- */
 
+/* One read buffer per thread: what a read brings is forwarded (copied or written) before the
+ * next read. */
+static _Thread_local char slab[CHUNK];
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    static _Thread_local char slab[CHUNK];
-
     (void)hint;
     (void)h;
-    *buf = uv_buf_init(slab, sizeof(slab)); /* consumed (copied) before the next read */
+    *buf = uv_buf_init(slab, sizeof(slab));
 }
 
 static void pause_side(struct zt_side *s)
@@ -241,6 +244,22 @@ static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size
     from->bytes_in += n;
     touch(c);
     if (to->kind == ZT_SIDE_TCP) {
+        /* What the kernel takes at once is not copied; only the rest is queued. */
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) == 0) {
+            uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+            int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
+            if (k > 0) {
+                if (from->kind == ZT_SIDE_STREAM && from->stream)
+                    gm_hbone_stream_consumed(from->stream, (size_t)k);
+                p += k;
+                n -= (size_t)k;
+                if (n == 0)
+                    return;
+            } else if (k < 0 && k != UV_EAGAIN) {
+                zt_conn_close(c, "write to peer failed");
+                return;
+            }
+        }
         struct tcp_write *w = gm_xmalloc(sizeof(*w) + n);
         w->c = c;
         w->from = from;
@@ -448,6 +467,23 @@ void zt_conn_detach_stream(struct zt_conn *c, struct zt_side *side)
     side->open = false;
 }
 
+/* Reads what already waits on a TCP side, now rather than after the next poll: the request an
+ * application sent right behind its connect travels with the CONNECT, in one TLS record. */
+static void read_now(struct zt_conn *c, struct zt_side *s)
+{
+    uv_os_fd_t fd;
+
+    if (c->closing || s->kind != ZT_SIDE_TCP || !s->reading ||
+        uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0)
+        return;
+    ssize_t n = recv(fd, slab, sizeof(slab), MSG_DONTWAIT);
+    uv_buf_t buf = uv_buf_init(slab, n > 0 ? (unsigned)n : 0);
+    if (n > 0)
+        on_tcp_read((uv_stream_t *)&s->tcp, n, &buf);
+    else if (n == 0)
+        on_tcp_read((uv_stream_t *)&s->tcp, UV_EOF, &buf);
+}
+
 void zt_conn_start_relay(struct zt_conn *c)
 {
     uint64_t idle = zt_proxy_settings(c->w)->idle_timeout_ms;
@@ -459,4 +495,5 @@ void zt_conn_start_relay(struct zt_conn *c)
         uv_timer_stop(&c->timer);
     resume_side(&c->down);
     resume_side(&c->up);
+    read_now(c, &c->down);
 }
