@@ -1,7 +1,10 @@
-/* TLS over a libuv TCP handle through OpenSSL memory BIOs. */
+/* TLS over a libuv TCP handle. OpenSSL reads ciphertext straight from the read buffer and
+ * writes records straight into a write block that goes to the socket as it is: two BIOs of our
+ * own instead of memory BIOs, which copy every byte once more and clear their buffer on reset. */
 #include "gammamesh/tls_stream.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 #include <openssl/err.h>
 
@@ -18,6 +21,11 @@ struct gm_tls_stream {
     SSL *ssl;                   /* owned */
     BIO *net_in;                /* ciphertext from the socket, read by SSL; owned by ssl */
     BIO *net_out;               /* ciphertext written by SSL, for the socket; owned by ssl */
+    const uint8_t *in_ptr;      /* ciphertext SSL has not read yet: in rbuf or in keep */
+    size_t in_len;
+    uint8_t *keep; /* what SSL left unread when a read callback ended (reading paused) */
+    size_t keep_cap;
+    struct tls_write *wblk;              /* records written by SSL, not yet handed to the socket */
     const struct gm_tls_stream_cbs *cbs; /* borrowed */
     void *ctx;                           /* owner's */
     struct gm_tls_settings settings;
@@ -35,13 +43,18 @@ struct gm_tls_stream {
     uint8_t pbuf[GM_TLS_CHUNK];     /* plaintext chunk handed to on_read */
 };
 
-/* A queued write and the ciphertext it carries, freed together in on_written. */
+/* A block of records: filled by SSL, then written; what the kernel does not take at once is
+ * queued in the same block, freed in on_written. */
 struct tls_write {
     uv_write_t req;
     struct gm_tls_stream *ts;
-    size_t len;
+    size_t len; /* filled; once queued, the bytes still to write */
+    size_t cap;
     uint8_t data[];
 };
+
+#define WBLK_CAP  (4 * (GM_TLS_CHUNK + 64)) /* a 64 KiB write of plaintext as records */
+#define KEEP_FREE (256 * 1024)              /* a kept read remainder this big is not reused */
 
 static void tls_close_handles(struct gm_tls_stream *ts);
 static void tls_pump(struct gm_tls_stream *ts);
@@ -64,6 +77,86 @@ const char *gm_tls_reason_name(enum gm_tls_reason reason)
     if ((unsigned)reason >= GM_TLS_REASON__MAX)
         return "?";
     return reason_names[reason];
+}
+
+/* ---- our BIOs ------------------------------------------------------------------------------- */
+
+static int bio_out_write(BIO *b, const char *p, int n)
+{
+    struct gm_tls_stream *ts = BIO_get_data(b);
+    struct tls_write *w = ts->wblk;
+
+    if (n <= 0)
+        return 0;
+    if (w == NULL || w->len + (size_t)n > w->cap) {
+        size_t cap = w ? w->cap : WBLK_CAP;
+        size_t need = (w ? w->len : 0) + (size_t)n;
+        while (cap < need)
+            cap *= 2;
+        w = gm_xrealloc(w, sizeof(*w) + cap);
+        if (ts->wblk == NULL)
+            w->len = 0;
+        w->cap = cap;
+        ts->wblk = w;
+    }
+    memcpy(w->data + w->len, p, (size_t)n);
+    w->len += (size_t)n;
+    return n;
+}
+
+static int bio_in_read(BIO *b, char *p, int n)
+{
+    struct gm_tls_stream *ts = BIO_get_data(b);
+
+    BIO_clear_retry_flags(b);
+    if (ts->in_len == 0) {
+        BIO_set_retry_read(b); /* "want more", not EOF */
+        return -1;
+    }
+    size_t k = ts->in_len < (size_t)n ? ts->in_len : (size_t)n;
+    memcpy(p, ts->in_ptr, k);
+    ts->in_ptr += k;
+    ts->in_len -= k;
+    return (int)k;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct gm_tls_stream *ts = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return ts && b == ts->net_in ? (long)ts->in_len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_in_method, *bio_out_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_methods_init(void)
+{
+    bio_in_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gammamesh-tls-in");
+    bio_out_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gammamesh-tls-out");
+    if (bio_in_method == NULL || bio_out_method == NULL)
+        gm_panic(__FILE__, __LINE__, "BIO_meth_new");
+    BIO_meth_set_read(bio_in_method, bio_in_read);
+    BIO_meth_set_ctrl(bio_in_method, bio_ctrl);
+    BIO_meth_set_create(bio_in_method, bio_create);
+    BIO_meth_set_write(bio_out_method, bio_out_write);
+    BIO_meth_set_ctrl(bio_out_method, bio_ctrl);
+    BIO_meth_set_create(bio_out_method, bio_create);
 }
 
 void gm_tls_settings_init(struct gm_tls_settings *s)
@@ -105,6 +198,8 @@ static void tls_unref(struct gm_tls_stream *ts)
         return;
     GM_ASSERT(ts->closed);
     SSL_free(ts->ssl);
+    free(ts->wblk);
+    free(ts->keep);
     free(ts);
 }
 
@@ -137,11 +232,13 @@ int gm_tls_stream_new(uv_loop_t *loop, SSL *ssl, bool server,
     ts->server = server;
     ts->reading = true;
     ts->refs = 1; /* dropped after on_close */
-    ts->net_in = BIO_new(BIO_s_mem());
-    ts->net_out = BIO_new(BIO_s_mem());
+    pthread_once(&bio_once, bio_methods_init);
+    ts->net_in = BIO_new(bio_in_method);
+    ts->net_out = BIO_new(bio_out_method);
     if (ts->net_in == NULL || ts->net_out == NULL)
         gm_panic(__FILE__, __LINE__, "BIO_new");
-    BIO_set_mem_eof_return(ts->net_in, -1); /* empty means "want more", not EOF */
+    BIO_set_data(ts->net_in, ts);
+    BIO_set_data(ts->net_out, ts);
     SSL_set_bio(ssl, ts->net_in, ts->net_out);
     if (server)
         SSL_set_accept_state(ssl);
@@ -212,42 +309,47 @@ static void account_queued(struct gm_tls_stream *ts, size_t n)
         ts->above_high = true;
 }
 
-/* Moves everything SSL wrote into net_out to the socket: try_write what the kernel takes now,
- * queue a copy of the rest. Returns 0 or a negative errno. */
+/* Moves the records SSL wrote to the socket: try_write what the kernel takes now; the rest is
+ * queued in the block itself (no copy). Returns 0 or a negative errno. */
 static int flush_net_out(struct gm_tls_stream *ts)
 {
-    char *p;
-    long len = BIO_get_mem_data(ts->net_out, &p);
+    struct tls_write *w = ts->wblk;
     size_t done = 0;
 
-    if (len <= 0)
+    if (w == NULL || w->len == 0)
         return 0;
+    size_t len = w->len;
     if (ts->queued == 0) {
-        uv_buf_t b = uv_buf_init(p, (unsigned)len);
+        uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&ts->tcp, &b, 1);
         if (n > 0)
             done = (size_t)n;
-        else if (n < 0 && n != UV_EAGAIN)
+        else if (n < 0 && n != UV_EAGAIN) {
+            w->len = 0;
             return n;
-    }
-    ts->stats.bytes_out += (size_t)len;
-    if (done < (size_t)len) {
-        size_t rest = (size_t)len - done;
-        struct tls_write *w = gm_xmalloc(sizeof(*w) + rest);
-        memcpy(w->data, p + done, rest);
-        w->ts = ts;
-        w->len = rest;
-        uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)rest);
-        int rc = uv_write(&w->req, (uv_stream_t *)&ts->tcp, &b, 1, on_written);
-        if (rc < 0) {
-            free(w);
-            (void)BIO_reset(ts->net_out);
-            return rc;
         }
-        tls_ref(ts);
-        account_queued(ts, rest);
     }
-    (void)BIO_reset(ts->net_out);
+    ts->stats.bytes_out += len;
+    if (done == len) {
+        w->len = 0; /* the block is reused for the next records */
+        if (w->cap > WBLK_CAP) {
+            free(w);
+            ts->wblk = NULL;
+        }
+        return 0;
+    }
+    size_t rest = len - done;
+    ts->wblk = NULL;
+    w->ts = ts;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init((char *)w->data + done, (unsigned)rest);
+    int rc = uv_write(&w->req, (uv_stream_t *)&ts->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    tls_ref(ts);
+    account_queued(ts, rest);
     return 0;
 }
 
@@ -361,6 +463,44 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init((char *)ts->rbuf, sizeof(ts->rbuf));
 }
 
+/* Appends p to the unread remainder, which moves to the start of keep. */
+static void keep_append(struct gm_tls_stream *ts, const uint8_t *p, size_t n)
+{
+    size_t need = ts->in_len + n;
+
+    if (ts->in_ptr != ts->keep || need > ts->keep_cap) {
+        uint8_t *k = gm_xmalloc(need);
+        memcpy(k, ts->in_ptr, ts->in_len);
+        free(ts->keep);
+        ts->keep = k;
+        ts->keep_cap = need;
+    }
+    memcpy(ts->keep + ts->in_len, p, n);
+    ts->in_ptr = ts->keep;
+    ts->in_len = need;
+}
+
+/* What SSL left unread in rbuf (the owner paused reading) is kept before rbuf is reused. */
+static void keep_rest(struct gm_tls_stream *ts)
+{
+    if (ts->in_len == 0) {
+        ts->in_ptr = NULL;
+        if (ts->keep_cap > KEEP_FREE) {
+            free(ts->keep);
+            ts->keep = NULL;
+            ts->keep_cap = 0;
+        }
+        return;
+    }
+    if (ts->in_ptr >= ts->rbuf && ts->in_ptr < ts->rbuf + sizeof(ts->rbuf)) {
+        const uint8_t *p = ts->in_ptr;
+        size_t n = ts->in_len;
+        ts->in_len = 0;
+        ts->in_ptr = NULL;
+        keep_append(ts, p, n);
+    }
+}
+
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct gm_tls_stream *ts = container_of((uv_tcp_t *)s, struct gm_tls_stream, tcp);
@@ -374,9 +514,14 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     ts->stats.bytes_in += (uint64_t)nread;
     if (ts->state == GM_TLS_STATE_SHUTDOWN)
         return; /* closing: what the peer still sends is dropped */
-    if (BIO_write(ts->net_in, buf->base, (int)nread) != (int)nread)
-        gm_panic(__FILE__, __LINE__, "BIO_write");
+    if (ts->in_len == 0) {
+        ts->in_ptr = (const uint8_t *)buf->base; /* SSL reads it where it lies */
+        ts->in_len = (size_t)nread;
+    } else {
+        keep_append(ts, (const uint8_t *)buf->base, (size_t)nread);
+    }
     tls_pump(ts);
+    keep_rest(ts);
 }
 
 static void on_kick(uv_idle_t *h)
@@ -404,7 +549,7 @@ void gm_tls_stream_read_start(struct gm_tls_stream *ts)
     if (ts->state == GM_TLS_STATE_OPEN || ts->state == GM_TLS_STATE_HANDSHAKE) {
         uv_read_start((uv_stream_t *)&ts->tcp, on_alloc, on_tcp_read);
         /* Records already received may sit in net_in or inside SSL. */
-        if (BIO_ctrl_pending(ts->net_in) > 0 || SSL_pending(ts->ssl) > 0)
+        if (ts->in_len > 0 || SSL_pending(ts->ssl) > 0)
             uv_idle_start(&ts->kick, on_kick);
     }
 }

@@ -23,6 +23,9 @@ struct tcp_write {
     char data[];
 };
 
+static void flush_unlink(struct zt_conn *c);
+static void flush_side(struct zt_conn *c, struct zt_side *to);
+
 static struct zt_side *other(struct zt_conn *c, struct zt_side *s)
 {
     return s == &c->down ? &c->up : &c->down;
@@ -43,6 +46,9 @@ void zt_conn_set_str(char **field, const char *value)
 
 static void conn_free(struct zt_conn *c)
 {
+    flush_unlink(c);
+    free(c->down.pend);
+    free(c->up.pend);
     zt_proxy_conn_done(c->w, c);
     free(c->src_addr);
     free(c->dst_addr);
@@ -201,6 +207,9 @@ static void shut_side(struct zt_conn *c, struct zt_side *s)
         return;
     s->shut = true;
     if (s->kind == ZT_SIDE_TCP) {
+        flush_side(c, s);
+        if (c->closing)
+            return;
         uv_shutdown_t *req = gm_xmalloc(sizeof(*req));
         req->data = c;
         if (uv_shutdown(req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
@@ -236,6 +245,126 @@ static void on_tcp_written(uv_write_t *req, int status)
         resume_side(from);
 }
 
+/* Hands what side `to` holds to the kernel: what it takes at once is not queued; the rest
+ * goes to libuv in the same block. Stream bytes count as consumed once written. */
+static void flush_side(struct zt_conn *c, struct zt_side *to)
+{
+    struct tcp_write *w = to->pend;
+    const char *p;
+    size_t n;
+
+    if (w == NULL)
+        return;
+    to->pend = NULL;
+    p = w->data;
+    n = w->n;
+    if (c->closing || !to->open) {
+        free(w);
+        return;
+    }
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) == 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
+        if (k > 0) {
+            struct zt_side *from = w->from;
+            if (from->kind == ZT_SIDE_STREAM && from->stream)
+                gm_hbone_stream_consumed(from->stream, (size_t)k);
+            p += k;
+            n -= (size_t)k;
+        } else if (k < 0 && k != UV_EAGAIN) {
+            free(w);
+            zt_conn_close(c, "write to peer failed");
+            return;
+        }
+    }
+    if (n == 0) {
+        free(w);
+        return;
+    }
+    w->n = n;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_tcp_written) < 0) {
+        free(w);
+        zt_conn_close(c, "write to peer failed");
+    }
+}
+
+static void flush_unlink(struct zt_conn *c)
+{
+    if (!c->flush_queued)
+        return;
+    for (struct zt_conn **pp = &c->w->flush; *pp; pp = &(*pp)->flush_next) {
+        if (*pp == c) {
+            *pp = c->flush_next;
+            break;
+        }
+    }
+    c->flush_queued = false;
+    c->flush_next = NULL;
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    zt_conn_flush_all(h->data);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    zt_conn_flush_all(h->data);
+}
+
+void zt_conn_flush_all(struct zt_worker *w)
+{
+    while (w->flush) {
+        struct zt_conn *c = w->flush;
+        w->flush = c->flush_next;
+        c->flush_next = NULL;
+        c->flush_queued = false;
+        flush_side(c, &c->down);
+        flush_side(c, &c->up);
+    }
+    uv_check_stop(&w->flush_check);
+    uv_prepare_stop(&w->flush_prepare);
+}
+
+/* Stream bytes for a TCP side: held in one block per side until the end of the loop iteration,
+ * so the frames that one TLS read decrypted leave in one write(2). */
+static void hold_for_tcp(struct zt_conn *c, struct zt_side *from, struct zt_side *to, const char *p,
+                         size_t n)
+{
+    while (n > 0) {
+        struct tcp_write *w = to->pend;
+        if (w == NULL) {
+            w = to->pend = gm_xmalloc(sizeof(*w) + CHUNK);
+            w->c = c;
+            w->from = from;
+            w->n = 0;
+        }
+        size_t k = CHUNK - w->n < n ? CHUNK - w->n : n;
+        memcpy(w->data + w->n, p, k);
+        w->n += k;
+        p += k;
+        n -= k;
+        if (w->n == CHUNK) {
+            flush_side(c, to);
+            if (c->closing)
+                return;
+        }
+    }
+    if (to->pend && !c->flush_queued) {
+        struct zt_worker *w = c->w;
+        c->flush_queued = true;
+        c->flush_next = w->flush;
+        w->flush = c;
+        /* Held bytes leave in the same loop iteration, before the loop can block: from I/O
+         * callbacks at the check phase, from timers and idle work at the prepare phase. */
+        if (!uv_is_active((uv_handle_t *)&w->flush_check)) {
+            uv_check_start(&w->flush_check, on_flush_check);
+            uv_prepare_start(&w->flush_prepare, on_flush_prepare);
+        }
+    }
+}
+
 /* Deliver bytes that arrived on side `from` to the other side. */
 static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size_t n)
 {
@@ -243,14 +372,16 @@ static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size
 
     from->bytes_in += n;
     touch(c);
+    if (to->kind == ZT_SIDE_TCP && from->kind == ZT_SIDE_STREAM) {
+        hold_for_tcp(c, from, to, p, n);
+        return;
+    }
     if (to->kind == ZT_SIDE_TCP) {
         /* What the kernel takes at once is not copied; only the rest is queued. */
         if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) == 0) {
             uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
             int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
             if (k > 0) {
-                if (from->kind == ZT_SIDE_STREAM && from->stream)
-                    gm_hbone_stream_consumed(from->stream, (size_t)k);
                 p += k;
                 n -= (size_t)k;
                 if (n == 0)
@@ -271,8 +402,7 @@ static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size
             zt_conn_close(c, "write to peer failed");
             return;
         }
-        if (from->kind == ZT_SIDE_TCP &&
-            uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > HIGH_WATER)
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > HIGH_WATER)
             pause_side(from);
         return;
     }

@@ -13,6 +13,7 @@
 
 struct zt_worker;
 struct zt_conn;
+struct tcp_write;
 typedef void (*zt_conn_connected_cb)(struct zt_conn *c, int status);
 
 enum zt_side_kind {
@@ -34,6 +35,9 @@ struct zt_side {
     bool shut_done;    /* ...and it completed (TCP: the shutdown callback; stream: queued) */
     bool connected;    /* TCP connect done, or stream answered 2xx */
     uint64_t bytes_in; /* bytes received from this side */
+    /* TCP: bytes from the stream side, written once at the end of the loop iteration (the
+     * frames of one TLS read become one write(2), not one per 16 KiB frame). */
+    struct tcp_write *pend;
 };
 
 enum zt_direction {
@@ -70,10 +74,15 @@ struct zt_conn {
     int dst_port;
     /* Pool bookkeeping for outbound HBONE streams. */
     struct zt_pool_conn *pool_conn;
+    struct zt_conn *flush_next; /* the worker's list of connections with pending writes */
+    bool flush_queued;
 };
 
 /* A new connection on worker w, registered in its list (freed by its last close). */
 struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir);
+
+/* Writes what connections of worker w hold back (end of a loop iteration: its check handle). */
+void zt_conn_flush_all(struct zt_worker *w);
 
 /* Set up the down side from an accepted socket (already uv_accept()ed into c->down.tcp). */
 void zt_conn_accepted(struct zt_conn *c);

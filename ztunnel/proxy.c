@@ -229,6 +229,10 @@ void zt_proxy_worker_init(struct gm_worker *gw, void *ctx)
     if (w->rnd == 0)
         w->rnd = 1;
     gm_hbone_pool_init(&w->pool, &gw->loop, &pool_ops, w, NULL);
+    uv_check_init(&gw->loop, &w->flush_check);
+    w->flush_check.data = w;
+    uv_prepare_init(&gw->loop, &w->flush_prepare);
+    w->flush_prepare.data = w;
     gw->user = w;
 }
 
@@ -261,6 +265,8 @@ void zt_proxy_worker_stop(struct gm_worker *gw, void *ctx)
     for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
         gm_hbone_conn_close(t->conn, GM_HBONE_REASON_OK);
     gm_hbone_pool_close(&w->pool);
+    uv_close((uv_handle_t *)&w->flush_check, NULL);
+    uv_close((uv_handle_t *)&w->flush_prepare, NULL);
 }
 
 void zt_proxy_worker_exit(struct gm_worker *gw, void *ctx)

@@ -39,6 +39,9 @@ struct zt_worker {
     struct zt_wpod *pods;
     struct zt_conn *conns;
     unsigned n_conns;
+    struct zt_conn *flush;      /* connections with writes held to the end of the iteration */
+    uv_check_t flush_check;     /* after I/O callbacks */
+    uv_prepare_t flush_prepare; /* after the idle phase (HBONE deferred work), before polling */
     struct zt_inbound_tunnel *tunnels;
     struct gm_hbone_pool pool;
     bool draining;
