@@ -147,7 +147,7 @@ static int transport_write(struct gm_hbone_conn *c, const uint8_t *p, size_t n)
     }
     if (c->ts == NULL)
         return -ENOTCONN;
-    return gm_tls_stream_write(c->ts, p, n);
+    return gm_tls_stream_write_more(c->ts, p, n);
 }
 
 static int out_flush(struct gm_hbone_conn *c)
@@ -188,22 +188,112 @@ static bool transport_writable(const struct gm_hbone_conn *c)
     return c->mem || gm_tls_stream_writable(c->ts);
 }
 
+/* nghttp2's output other than DATA payloads: coalesced in out. */
+static ssize_t on_send(nghttp2_session *h2, const uint8_t *p, size_t n, int flags, void *user)
+{
+    struct gm_hbone_conn *c = user;
+
+    (void)h2;
+    (void)flags;
+    if (!c->force_send && !transport_writable(c))
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (out_append(c, p, n) < 0) {
+        c->send_failed = true;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return (ssize_t)n;
+}
+
+/* Drops n bytes from the head of q (already sent). */
+static void queue_drop(struct hbone_queue *q, size_t n)
+{
+    q->bytes -= n;
+    while (n > 0 && q->head) {
+        struct hbone_chunk *h = q->head;
+        size_t k = h->len < n ? h->len : n;
+        h->off += k;
+        h->len -= k;
+        n -= k;
+        if (h->len == 0) {
+            q->head = h->next;
+            if (q->head == NULL)
+                q->tail = NULL;
+            free(h);
+        }
+    }
+}
+
+/* A DATA frame whose payload is still in the stream's send queue (NGHTTP2_DATA_FLAG_NO_COPY).
+ * When the payload lies in one chunk, the header goes into the chunk's headroom and header and
+ * payload go to TLS from there: one record, no copy. Otherwise they are copied into out. */
+static int on_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *src, void *user)
+{
+    struct gm_hbone_conn *c = user;
+    struct gm_hbone_stream *s = src->ptr;
+    struct hbone_queue *q = &s->sendq;
+    struct hbone_chunk *h = q->head;
+    size_t pad = frame->data.padlen;
+    int rc = 0;
+
+    /* Never NGHTTP2_ERR_WOULDBLOCK here: nghttp2 would keep the frame and call again later, even
+     * after the stream is gone. The watermark is checked by the data provider instead. */
+    (void)h2;
+    if (pad == 0 && length > 0 && h && h->len >= length && h->off >= HBONE_HEADROOM) {
+        uint8_t *frame_start = h->data + h->off - HBONE_HEADROOM;
+        memcpy(frame_start, framehd, HBONE_HEADROOM);
+        rc = out_flush(c); /* what nghttp2 sent before this frame goes first */
+        if (rc == 0)
+            rc = transport_write(c, frame_start, HBONE_HEADROOM + length);
+        queue_drop(q, length);
+    } else {
+        rc = out_append(c, framehd, 9);
+        if (rc == 0 && pad > 0) {
+            uint8_t padlen = (uint8_t)(pad - 1);
+            rc = out_append(c, &padlen, 1);
+        }
+        for (size_t left = length; rc == 0 && left > 0 && q->head;) {
+            struct hbone_chunk *hh = q->head;
+            size_t k = hh->len < left ? hh->len : left;
+            rc = out_append(c, hh->data + hh->off, k);
+            queue_drop(q, k);
+            left -= k;
+        }
+        static const uint8_t zeros[256];
+        for (size_t left = pad > 1 ? pad - 1 : 0; rc == 0 && left > 0;) {
+            size_t k = left < sizeof(zeros) ? left : sizeof(zeros);
+            rc = out_append(c, zeros, k);
+            left -= k;
+        }
+    }
+    if (rc < 0) {
+        c->send_failed = true;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    const struct gm_hbone_settings *st = &c->settings;
+    if (s->over_high && q->bytes < st->stream_queue_low) {
+        s->over_high = false;
+        s->notify_writable = true;
+    }
+    return 0;
+}
+
 /* Serialises what nghttp2 has to send; force ignores the output watermark (teardown). */
 static int drain_session(struct gm_hbone_conn *c, bool force)
 {
-    while (force || transport_writable(c)) {
-        const uint8_t *p;
-        ssize_t n = nghttp2_session_mem_send(c->h2, &p);
-        if (n < 0) {
-            GM_LOG_DEBUG("hbone", "mem_send failed", "error=%s", nghttp2_strerror((int)n));
-            return -EPROTO;
-        }
-        if (n == 0)
-            break;
-        if (out_append(c, p, (size_t)n) < 0)
-            return -ENOBUFS;
+    c->force_send = force;
+    c->send_failed = false;
+    int rv = nghttp2_session_send(c->h2);
+    c->force_send = false;
+    if (rv != 0 && !c->send_failed) {
+        GM_LOG_DEBUG("hbone", "session_send failed", "error=%s", nghttp2_strerror(rv));
+        return -EPROTO;
     }
-    return out_flush(c) < 0 ? -ENOBUFS : 0;
+    if (out_flush(c) < 0 || c->send_failed)
+        return -ENOBUFS;
+    if (!c->mem && c->ts && gm_tls_stream_flush(c->ts) < 0)
+        return -ENOBUFS;
+    return 0;
 }
 
 static void notify_writable(struct gm_hbone_conn *c)
@@ -224,6 +314,16 @@ static void conn_send(struct gm_hbone_conn *c)
     if (!hbone_conn_usable(c) || !transport_ready(c))
         return;
     hbone_conn_enter(c);
+    if (c->blocked && transport_writable(c)) {
+        c->blocked = false;
+        for (struct gm_hbone_stream *s = c->streams; s; s = s->next) {
+            if (s->deferred && s->prd_attached && hbone_stream_may_send(s) &&
+                (s->sendq.bytes > 0 || s->shut_wr)) {
+                s->deferred = false;
+                nghttp2_session_resume_data(c->h2, s->id);
+            }
+        }
+    }
     int rc = drain_session(c, false);
     if (rc < 0)
         gm_hbone_conn_close(c, rc == -EPROTO ? GM_HBONE_REASON_PROTOCOL : GM_HBONE_REASON_OVERFLOW);
@@ -547,6 +647,8 @@ static nghttp2_session_callbacks *session_callbacks(void)
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_error_callback2(cbs, on_error);
+    nghttp2_session_callbacks_set_send_callback(cbs, on_send);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, on_send_data);
     return cbs;
 }
 
@@ -1034,7 +1136,8 @@ void hbone_queue_push(struct hbone_queue *q, const uint8_t *p, size_t n)
         if (t == NULL || t->off + t->len == HBONE_CHUNK) {
             t = gm_xmalloc(sizeof(*t));
             t->next = NULL;
-            t->off = t->len = 0;
+            t->off = HBONE_HEADROOM;
+            t->len = 0;
             if (q->tail)
                 q->tail->next = t;
             else
@@ -1081,23 +1184,28 @@ ssize_t hbone_data_source_read(nghttp2_session *h2, int32_t id, uint8_t *buf, si
                                uint32_t *flags, nghttp2_data_source *src, void *user)
 {
     struct gm_hbone_stream *s = src->ptr;
-    const struct gm_hbone_settings *st = &s->conn->settings;
+    struct gm_hbone_conn *c = s->conn;
 
     if (!hbone_stream_may_send(s) || (s->sendq.bytes == 0 && !s->shut_wr)) {
         s->deferred = true; /* server before its 2xx, or nothing to send yet */
         return NGHTTP2_ERR_DEFERRED;
     }
+    if (!c->force_send && !transport_writable(c)) {
+        s->deferred = true; /* the TLS queue is above its watermark: conn_send() resumes */
+        c->blocked = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
     /* A whole frame (9-byte header + payload) fills one 16 KiB TLS record exactly, so the peer
-     * decrypts one frame per record and writes it to its socket in one piece. */
+     * decrypts one frame per record and writes it to its socket in one piece. A frame takes no
+     * more than the head chunk holds, so on_send_data() can send it in place. */
     if (length > HBONE_DATA_MAX)
         length = HBONE_DATA_MAX;
-    size_t n = queue_pop(&s->sendq, buf, length);
-    if (s->sendq.bytes == 0 && s->shut_wr)
+    size_t n = s->sendq.bytes < length ? s->sendq.bytes : length;
+    if (s->sendq.head && s->sendq.head->len < n)
+        n = s->sendq.head->len;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (s->sendq.bytes == n && s->shut_wr)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (s->over_high && s->sendq.bytes < st->stream_queue_low) {
-        s->over_high = false;
-        s->notify_writable = true;
-    }
     return (ssize_t)n;
 }
 

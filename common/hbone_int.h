@@ -9,6 +9,9 @@
 #include "gammamesh/tls_stream.h"
 
 #define HBONE_CHUNK 16384 /* send-queue and held-data chunk */
+/* A chunk's bytes start after room for a DATA frame header: a full chunk is sent in place as one
+ * frame, one TLS record, without being copied into an output buffer. */
+#define HBONE_HEADROOM 9
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
 #define HBONE_DATA_MAX  (16384 - 9)
 #define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
@@ -79,6 +82,9 @@ struct gm_hbone_conn {
     bool settings_rx; /* the peer's SETTINGS arrived */
     bool goaway_sent, goaway_recv;
     bool torn_down;           /* streams closed, session deleted */
+    bool force_send;          /* drain_session(force): ignore the output watermark */
+    bool send_failed;         /* the transport refused output during nghttp2_session_send() */
+    bool blocked;             /* a data provider deferred for the watermark: resume them */
     struct gm_tls_stream *ts; /* owned; NULL in memory mode or once closed */
     gm_hbone_sink_cb sink;    /* memory mode output */
     void *sink_ctx;

@@ -353,7 +353,7 @@ static int flush_net_out(struct gm_tls_stream *ts)
     return 0;
 }
 
-int gm_tls_stream_write(struct gm_tls_stream *ts, const void *p, size_t n)
+static int tls_write(struct gm_tls_stream *ts, const void *p, size_t n, bool more)
 {
     size_t written;
     int rc = 0;
@@ -363,17 +363,35 @@ int gm_tls_stream_write(struct gm_tls_stream *ts, const void *p, size_t n)
     if (n == 0)
         return 0;
     /* A record adds 22 bytes in TLS 1.3; count 64 per 16 KiB to stay on the safe side. */
-    if (ts->queued + n + (n / GM_TLS_CHUNK + 1) * 64 > ts->settings.write_max)
+    size_t held = ts->wblk ? ts->wblk->len : 0;
+    if (ts->queued + held + n + (n / GM_TLS_CHUNK + 1) * 64 > ts->settings.write_max)
         return -ENOBUFS;
     tls_ref(ts);
     if (SSL_write_ex(ts->ssl, p, n, &written) != 1 || written != n) {
         ERR_clear_error();
         rc = -EPROTO;
-    } else {
+    } else if (!more || (ts->wblk && ts->wblk->len >= WBLK_CAP - GM_TLS_CHUNK)) {
         rc = flush_net_out(ts);
     }
     tls_unref(ts);
     return rc;
+}
+
+int gm_tls_stream_write(struct gm_tls_stream *ts, const void *p, size_t n)
+{
+    return tls_write(ts, p, n, false);
+}
+
+int gm_tls_stream_write_more(struct gm_tls_stream *ts, const void *p, size_t n)
+{
+    return tls_write(ts, p, n, true);
+}
+
+int gm_tls_stream_flush(struct gm_tls_stream *ts)
+{
+    if (ts->state != GM_TLS_STATE_OPEN)
+        return ts->wblk && ts->wblk->len ? -ENOTCONN : 0;
+    return flush_net_out(ts);
 }
 
 /* ---- reading and the handshake ----------------------------------------------------------- */

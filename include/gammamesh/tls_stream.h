@@ -136,6 +136,13 @@ int gm_tls_stream_connect(struct gm_tls_stream *ts, const struct sockaddr *addr)
  */
 int gm_tls_stream_write(struct gm_tls_stream *ts, const void *p, size_t n);
 
+/*
+ * As gm_tls_stream_write(), but the records wait (up to 64 KiB of them) for more, so that what a
+ * caller writes in pieces leaves in one write(2); gm_tls_stream_flush() sends them.
+ */
+int gm_tls_stream_write_more(struct gm_tls_stream *ts, const void *p, size_t n);
+int gm_tls_stream_flush(struct gm_tls_stream *ts);
+
 /* False while queued ciphertext is above write_high (until on_writable). */
 bool gm_tls_stream_writable(const struct gm_tls_stream *ts);
 
