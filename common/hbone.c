@@ -1129,22 +1129,32 @@ void hbone_queue_clear(struct hbone_queue *q)
     q->bytes = 0;
 }
 
+/* A new tail chunk with room for at least want bytes (up to HBONE_CHUNK). */
+static struct hbone_chunk *queue_grow(struct hbone_queue *q, size_t want)
+{
+    size_t cap = HBONE_HEADROOM + want;
+    cap = cap < HBONE_CHUNK_SMALL ? HBONE_CHUNK_SMALL : cap > HBONE_CHUNK ? HBONE_CHUNK : cap;
+    struct hbone_chunk *t = gm_xmalloc(sizeof(*t) + cap);
+
+    t->cap = cap;
+    t->next = NULL;
+    t->off = HBONE_HEADROOM;
+    t->len = 0;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+    return t;
+}
+
 void hbone_queue_push(struct hbone_queue *q, const uint8_t *p, size_t n)
 {
     while (n > 0) {
         struct hbone_chunk *t = q->tail;
-        if (t == NULL || t->off + t->len == HBONE_CHUNK) {
-            t = gm_xmalloc(sizeof(*t));
-            t->next = NULL;
-            t->off = HBONE_HEADROOM;
-            t->len = 0;
-            if (q->tail)
-                q->tail->next = t;
-            else
-                q->head = t;
-            q->tail = t;
-        }
-        size_t room = HBONE_CHUNK - t->off - t->len;
+        if (t == NULL || t->off + t->len == t->cap)
+            t = queue_grow(q, n);
+        size_t room = t->cap - t->off - t->len;
         size_t k = n < room ? n : room;
         memcpy(t->data + t->off + t->len, p, k);
         t->len += k;
@@ -1228,23 +1238,78 @@ void hbone_stream_resume(struct gm_hbone_stream *s)
     hbone_conn_schedule(s->conn);
 }
 
-int gm_hbone_stream_write(struct gm_hbone_stream *s, const void *p, size_t n)
+static int stream_can_take(const struct gm_hbone_stream *s, size_t n)
 {
-    const struct gm_hbone_settings *st = &s->conn->settings;
-
     if (s->state == GM_HBONE_STREAM_CLOSED || !hbone_conn_usable(s->conn) || s->reset_asked)
         return -ENOTCONN;
     if (s->shut_wr || s->state == GM_HBONE_STREAM_FAILED)
         return -EPIPE;
-    if (n == 0)
-        return 0;
-    if (s->sendq.bytes + n > st->stream_queue_max)
+    if (s->sendq.bytes + n > s->conn->settings.stream_queue_max)
         return -ENOBUFS;
+    return 0;
+}
+
+/* n more bytes sit at the end of the send queue. */
+static void stream_queued(struct gm_hbone_stream *s)
+{
     hbone_server_respond_flush(s);
-    hbone_queue_push(&s->sendq, p, n);
-    if (s->sendq.bytes > st->stream_queue_high)
+    if (s->sendq.bytes > s->conn->settings.stream_queue_high)
         s->over_high = true;
     hbone_stream_resume(s);
+}
+
+int gm_hbone_stream_write(struct gm_hbone_stream *s, const void *p, size_t n)
+{
+    int rc = stream_can_take(s, n);
+
+    if (rc < 0 || n == 0)
+        return rc;
+    hbone_queue_push(&s->sendq, p, n);
+    stream_queued(s);
+    return 0;
+}
+
+uint8_t *gm_hbone_stream_reserve(struct gm_hbone_stream *s, size_t *len)
+{
+    struct hbone_queue *q = &s->sendq;
+    struct hbone_chunk *t = q->tail;
+
+    if (stream_can_take(s, 1) < 0)
+        return NULL;
+    if (t == NULL || t->cap - t->off - t->len < HBONE_RESERVE_MIN)
+        t = queue_grow(q, HBONE_CHUNK);
+    size_t room = t->cap - t->off - t->len;
+    size_t cap = s->conn->settings.stream_queue_max - q->bytes;
+    *len = room < cap ? room : cap;
+    return t->data + t->off + t->len;
+}
+
+int gm_hbone_stream_commit(struct gm_hbone_stream *s, size_t n)
+{
+    struct hbone_queue *q = &s->sendq;
+    struct hbone_chunk *t = q->tail;
+
+    if (n == 0) {
+        /* An untouched chunk at the end goes back now: an idle stream holds no buffer. */
+        if (t && t->len == 0) {
+            struct hbone_chunk **pp = &q->head;
+            while (*pp != t)
+                pp = &(*pp)->next;
+            *pp = NULL;
+            q->tail = NULL;
+            for (struct hbone_chunk *h = q->head; h; h = h->next)
+                q->tail = h;
+            free(t);
+        }
+        return 0;
+    }
+    int rc = stream_can_take(s, n);
+    if (rc < 0)
+        return rc;
+    GM_ASSERT(t != NULL && t->off + t->len + n <= t->cap);
+    t->len += n;
+    q->bytes += n;
+    stream_queued(s);
     return 0;
 }
 
@@ -1314,7 +1379,7 @@ void hbone_stream_on_end(struct gm_hbone_stream *s)
 /* Delivers data held before the 2xx, then a held END_STREAM; runs from the kick. */
 void hbone_server_deliver_held(struct gm_hbone_stream *s)
 {
-    uint8_t buf[HBONE_CHUNK];
+    uint8_t buf[16384];
 
     if (s->state != GM_HBONE_STREAM_OPEN)
         return;

@@ -8,10 +8,13 @@
 #include "gammamesh/hbone.h"
 #include "gammamesh/tls_stream.h"
 
-#define HBONE_CHUNK 16384 /* send-queue and held-data chunk */
-/* A chunk's bytes start after room for a DATA frame header: a full chunk is sent in place as one
- * frame, one TLS record, without being copied into an output buffer. */
-#define HBONE_HEADROOM 9
+#define HBONE_CHUNK       262144 /* largest queue chunk: what one socket read brings (reserve) */
+#define HBONE_CHUNK_SMALL 16384  /* a chunk for a small copied write */
+/* A chunk's bytes start after room for a DATA frame header, so its first frame is sent in place
+ * (header and payload as one TLS record, no copy); each later frame's header overwrites the last
+ * 9 bytes of the frame before it, which TLS has already taken. */
+#define HBONE_HEADROOM    9
+#define HBONE_RESERVE_MIN 4096 /* gm_hbone_stream_reserve(): a tail with less room is not used */
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
 #define HBONE_DATA_MAX  (16384 - 9)
 #define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
@@ -22,8 +25,8 @@
 /* A piece of a byte queue: data[off, len) is still to be read. */
 struct hbone_chunk {
     struct hbone_chunk *next;
-    size_t off, len;
-    uint8_t data[HBONE_CHUNK];
+    size_t off, len, cap;
+    uint8_t data[];
 };
 
 /* A FIFO of bytes in chunks. */

@@ -39,8 +39,7 @@ struct gm_tls_stream {
     bool closed;     /* on_close delivered */
     size_t queued;   /* ciphertext handed to uv_write, not yet written */
     struct gm_tls_stats stats;
-    uint8_t rbuf[4 * GM_TLS_CHUNK]; /* ciphertext read chunk: several records per read(2) */
-    uint8_t pbuf[GM_TLS_CHUNK];     /* plaintext chunk handed to on_read */
+    uint8_t pbuf[GM_TLS_CHUNK]; /* plaintext chunk handed to on_read */
 };
 
 /* A block of records: filled by SSL, then written; what the kernel does not take at once is
@@ -53,8 +52,12 @@ struct tls_write {
     uint8_t data[];
 };
 
-#define WBLK_CAP  (4 * (GM_TLS_CHUNK + 64)) /* a 64 KiB write of plaintext as records */
-#define KEEP_FREE (256 * 1024)              /* a kept read remainder this big is not reused */
+#define WBLK_CAP  (16 * (GM_TLS_CHUNK + 64)) /* records of 256 KiB of plaintext per write(2) */
+#define KEEP_FREE (256 * 1024)               /* a kept read remainder this big is not reused */
+
+/* Ciphertext read chunk, one per thread: many records per read(2), and SSL reads them where they
+ * lie. What SSL leaves unread when the read callback ends is copied to the stream's keep. */
+static _Thread_local uint8_t rbuf[256 * 1024];
 
 static void tls_close_handles(struct gm_tls_stream *ts);
 static void tls_pump(struct gm_tls_stream *ts);
@@ -331,11 +334,8 @@ static int flush_net_out(struct gm_tls_stream *ts)
     }
     ts->stats.bytes_out += len;
     if (done == len) {
-        w->len = 0; /* the block is reused for the next records */
-        if (w->cap > WBLK_CAP) {
-            free(w);
-            ts->wblk = NULL;
-        }
+        free(w); /* an idle stream holds no block */
+        ts->wblk = NULL;
         return 0;
     }
     size_t rest = len - done;
@@ -478,7 +478,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct gm_tls_stream *ts = container_of((uv_tcp_t *)h, struct gm_tls_stream, tcp);
 
-    *buf = uv_buf_init((char *)ts->rbuf, sizeof(ts->rbuf));
+    (void)ts;
+    *buf = uv_buf_init((char *)rbuf, sizeof(rbuf));
 }
 
 /* Appends p to the unread remainder, which moves to the start of keep. */
@@ -510,7 +511,7 @@ static void keep_rest(struct gm_tls_stream *ts)
         }
         return;
     }
-    if (ts->in_ptr >= ts->rbuf && ts->in_ptr < ts->rbuf + sizeof(ts->rbuf)) {
+    if (ts->in_ptr >= rbuf && ts->in_ptr < rbuf + sizeof(rbuf)) {
         const uint8_t *p = ts->in_ptr;
         size_t n = ts->in_len;
         ts->in_len = 0;

@@ -11,7 +11,7 @@
 #include "gammamesh/log.h"
 #include "proxy.h"
 
-#define CHUNK      65536
+#define CHUNK      262144
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER  (64 * 1024)
 
@@ -160,13 +160,24 @@ struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir)
  * next read. */
 static _Thread_local char slab[CHUNK];
 
+/* A TCP side whose peer is a stream reads straight into the stream's send queue. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
+    struct zt_conn *c = h->data;
+    struct zt_side *s = (uv_tcp_t *)h == &c->down.tcp ? &c->down : &c->up;
+    struct zt_side *to = s == &c->down ? &c->up : &c->down;
+
     (void)hint;
-    (void)h;
+    if (to->kind == ZT_SIDE_STREAM && to->stream && !c->closing) {
+        size_t len = 0;
+        uint8_t *p = gm_hbone_stream_reserve(to->stream, &len);
+        if (p != NULL && len > 0) {
+            *buf = uv_buf_init((char *)p, len > CHUNK ? CHUNK : (unsigned)len);
+            return;
+        }
+    }
     *buf = uv_buf_init(slab, sizeof(slab));
 }
-
 static void pause_side(struct zt_side *s)
 {
     if (s->kind == ZT_SIDE_TCP && s->reading) {
@@ -423,7 +434,24 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct zt_conn *c = st->data;
     struct zt_side *s = side_of_tcp(c, st);
+    struct zt_side *to = other(c, s);
+    bool reserved = buf->base != NULL && buf->base != slab && to->kind == ZT_SIDE_STREAM;
 
+    if (reserved && to->stream) {
+        /* The bytes are in the stream's send queue already: commit them (or give the room back). */
+        int rc = gm_hbone_stream_commit(to->stream, n > 0 ? (size_t)n : 0);
+        if (n > 0) {
+            s->bytes_in += (size_t)n;
+            touch(c);
+            if (rc < 0) {
+                zt_conn_close(c, "tunnel write failed");
+                return;
+            }
+            if (!gm_hbone_stream_writable(to->stream))
+                pause_side(s);
+            return;
+        }
+    }
     if (n > 0) {
         forward(c, s, buf->base, (size_t)n);
         return;

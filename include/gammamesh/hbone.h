@@ -286,6 +286,15 @@ int gm_hbone_stream_respond(struct gm_hbone_stream *s, int status,
  */
 int gm_hbone_stream_write(struct gm_hbone_stream *s, const void *p, size_t n);
 
+/*
+ * gm_hbone_stream_write() without the copy: a buffer at the end of the send queue for up to *len
+ * bytes (a socket read goes straight into it), then gm_hbone_stream_commit() of the n bytes
+ * filled. A commit of 0 gives the buffer back. reserve() returns NULL, and commit() the errors
+ * of gm_hbone_stream_write(), when the stream takes no bytes.
+ */
+uint8_t *gm_hbone_stream_reserve(struct gm_hbone_stream *s, size_t *len);
+int gm_hbone_stream_commit(struct gm_hbone_stream *s, size_t n);
+
 /* False while the send queue is above stream_queue_high (until on_writable()). */
 bool gm_hbone_stream_writable(const struct gm_hbone_stream *s);
 
