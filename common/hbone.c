@@ -1110,6 +1110,7 @@ void hbone_stream_link(struct gm_hbone_stream *s)
 
 void hbone_stream_free(struct gm_hbone_stream *s)
 {
+    hbone_server_respond_free(s);
     hbone_queue_clear(&s->sendq);
     hbone_queue_clear(&s->held);
     gm_buf_done(&s->hbuf);

@@ -59,9 +59,11 @@ struct gm_hbone_stream {
     bool reset_asked;                      /* gm_hbone_stream_reset() called */
     bool over_high;                        /* writable() is false; on_writable() owed */
     bool notify_writable;                  /* on_writable() to deliver after the send loop */
-    bool bad;                 /* server: header block failed a check while it was decoded */
-    bool early_data;          /* server: DATA arrived before the 2xx (the client is not waiting) */
-    bool resp_deferred;       /* server: the 2xx is decided but not yet handed to nghttp2 */
+    bool bad;           /* server: header block failed a check while it was decoded */
+    bool early_data;    /* server: DATA arrived before the 2xx (the client is not waiting) */
+    bool resp_deferred; /* server: the 2xx is decided but not yet handed to nghttp2 */
+    struct gm_hbone_header *resp_hdrs; /* server: headers of the deferred 2xx (owned copies) */
+    size_t n_resp_hdrs;
     struct hbone_queue sendq; /* gm_hbone_stream_write() bytes not yet framed */
     struct hbone_queue held;  /* server: DATA received before the 2xx went out */
     size_t unconsumed;        /* received, not yet reported by gm_hbone_stream_consumed() */
@@ -133,6 +135,7 @@ void hbone_server_on_header(struct gm_hbone_stream *s, const uint8_t *name, size
                             const uint8_t *value, size_t valuelen);
 void hbone_server_on_request(struct gm_hbone_stream *s);
 void hbone_server_respond_flush(struct gm_hbone_stream *s);
+void hbone_server_respond_free(struct gm_hbone_stream *s);
 void hbone_server_respond_flush_all(struct gm_hbone_conn *c);
 
 /* hbone_client.c */

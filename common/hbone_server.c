@@ -249,14 +249,26 @@ static int submit_headers(struct gm_hbone_stream *s, int status, const struct gm
 
 /* A deferred 2xx goes to nghttp2 now: the owner is about to send bytes or END_STREAM, is
  * resetting the stream, or the deferral ran out. */
+void hbone_server_respond_free(struct gm_hbone_stream *s)
+{
+    for (size_t i = 0; i < s->n_resp_hdrs; i++) {
+        free((char *)s->resp_hdrs[i].name);
+        free((char *)s->resp_hdrs[i].value);
+    }
+    free(s->resp_hdrs);
+    s->resp_hdrs = NULL;
+    s->n_resp_hdrs = 0;
+}
+
 void hbone_server_respond_flush(struct gm_hbone_stream *s)
 {
     if (!s->resp_deferred)
         return;
     s->resp_deferred = false;
-    if (submit_headers(s, s->stats.status, NULL, 0) < 0)
-        return;
-    hbone_stream_resume(s);
+    int rc = submit_headers(s, s->stats.status, s->resp_hdrs, s->n_resp_hdrs);
+    hbone_server_respond_free(s);
+    if (rc == 0)
+        hbone_stream_resume(s);
 }
 
 void hbone_server_respond_flush_all(struct gm_hbone_conn *c)
@@ -280,10 +292,32 @@ static void on_respond_timer(uv_timer_t *t)
  * answer) waits up to HBONE_RESPOND_DEFER_MS for the first upstream bytes, END_STREAM or a
  * reset, and travels in the same TLS record: on a request/response exchange the client's node
  * wakes once instead of twice. A client that waits for the 2xx before sending gets it at once. */
-static bool respond_deferrable(const struct gm_hbone_stream *s, int status, size_t n)
+static bool respond_deferrable(const struct gm_hbone_stream *s, int status)
 {
-    return status >= 200 && status < 300 && n == 0 && s->early_data && !s->shut_wr &&
+    return status >= 200 && status < 300 && s->early_data && !s->shut_wr &&
            HBONE_RESPOND_DEFER_MS > 0;
+}
+
+/* Copies the headers of a deferred 2xx (the caller's are borrowed for the call only). */
+static int respond_keep_headers(struct gm_hbone_stream *s, const struct gm_hbone_header *hdrs,
+                                size_t n)
+{
+    if (n > RESPONSE_HDRS_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl, vl;
+        if (!hbone_header_ok(&hdrs[i], &nl, &vl))
+            return -EINVAL;
+    }
+    s->resp_hdrs = n ? gm_xcalloc(n, sizeof(*s->resp_hdrs)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t nl, vl;
+        hbone_header_ok(&hdrs[i], &nl, &vl);
+        s->resp_hdrs[i] = (struct gm_hbone_header){gm_xstrndup(hdrs[i].name, nl), nl,
+                                                   gm_xstrndup(hdrs[i].value, vl), vl};
+    }
+    s->n_resp_hdrs = n;
+    return 0;
 }
 
 static int submit_response(struct gm_hbone_stream *s, int status,
@@ -292,7 +326,10 @@ static int submit_response(struct gm_hbone_stream *s, int status,
     struct gm_hbone_conn *c = s->conn;
     bool ok = status >= 200 && status < 300;
 
-    if (respond_deferrable(s, status, n)) {
+    if (respond_deferrable(s, status)) {
+        int rc = respond_keep_headers(s, hdrs, n);
+        if (rc < 0)
+            return rc;
         s->resp_deferred = true;
         if (!uv_is_active((uv_handle_t *)&c->respond))
             uv_timer_start(&c->respond, on_respond_timer, HBONE_RESPOND_DEFER_MS, 0);

@@ -116,6 +116,7 @@ static SSL *client_ssl(const char *expected)
 enum up_kind {
     UP_ECHO = 1, /* echoes; at EOF writes "<EOF>" and shuts down */
     UP_GREETER,  /* writes "hello", shuts down at once, counts what it reads until EOF */
+    UP_SILENT,   /* never writes; counts what it reads until EOF, then closes */
 };
 
 struct upstream {
@@ -207,7 +208,8 @@ static void on_up_connection(uv_stream_t *srv, int status)
     }
 }
 
-static struct upstream echo_up = {.kind = UP_ECHO}, greeter_up = {.kind = UP_GREETER};
+static struct upstream echo_up = {.kind = UP_ECHO}, greeter_up = {.kind = UP_GREETER},
+                       silent_up = {.kind = UP_SILENT};
 
 /* ---- server side: the relay between an HBONE stream and an upstream socket ------------------ */
 
@@ -1419,6 +1421,76 @@ static void test_tls_backpressure(void)
     silent_stop();
 }
 
+/* A client that sent data behind its CONNECT gets the 200 with the first upstream bytes; when
+ * the upstream stays silent, within HBONE_RESPOND_DEFER_MS (1 ms) anyway. A client that sent
+ * nothing gets it at once. */
+static void test_deferred_response(void)
+{
+    struct cli_state cs;
+    struct capp echo, early, quiet;
+
+    struct gm_hbone_conn *c = client_connect(NULL, hbone_port, SERVER_ID, &cs);
+    CHECK_EQ_INT(capp_open(&echo, c, echo_up.port), 0);
+    CHECK_EQ_INT(gm_hbone_stream_write(echo.s, "ping", 4), 0);
+    RUN_UNTIL(echo.status != 0 && echo.rx.len >= 4, 3000);
+    CHECK_EQ_INT(echo.status, 200);
+    CHECK(rx_equals(&echo, (const uint8_t *)"ping", 4));
+
+    size_t before = silent_up.greeter_received;
+    CHECK_EQ_INT(capp_open(&early, c, silent_up.port), 0);
+    CHECK_EQ_INT(gm_hbone_stream_write(early.s, "early", 5), 0);
+    uint64_t t0 = uv_now(&loop);
+    RUN_UNTIL(early.status != 0, 3000);
+    CHECK_EQ_INT(early.status, 200); /* the deferral ran out: the 200 went alone */
+    CHECK(uv_now(&loop) - t0 >= 1);
+    RUN_UNTIL(silent_up.greeter_received >= before + 5, 3000);
+    CHECK_EQ_INT(silent_up.greeter_received - before, 5);
+
+    CHECK_EQ_INT(capp_open(&quiet, c, silent_up.port), 0);
+    RUN_UNTIL(quiet.status != 0, 3000);
+    CHECK_EQ_INT(quiet.status, 200);
+
+    gm_hbone_stream_shutdown(echo.s);
+    gm_hbone_stream_shutdown(early.s);
+    gm_hbone_stream_shutdown(quiet.s);
+    RUN_UNTIL(echo.closed && early.closed && quiet.closed, 3000);
+    CHECK(echo.closed && early.closed && quiet.closed);
+    CHECK_EQ_STR(gm_hbone_reason_name(early.reason), "ok");
+    gm_buf_done(&echo.rx);
+    gm_buf_done(&early.rx);
+    gm_buf_done(&quiet.rx);
+    close_client(c, &cs);
+}
+
+/* Zero-copy writes: bytes filled in a reserved buffer and committed travel like written ones; a
+ * commit of 0 leaves nothing queued; a stream that takes no bytes reserves nothing. */
+static void test_reserve_commit(void)
+{
+    struct cli_state cs;
+    struct capp a;
+    size_t len = 0;
+
+    struct gm_hbone_conn *c = client_connect(NULL, hbone_port, SERVER_ID, &cs);
+    CHECK_EQ_INT(capp_open(&a, c, echo_up.port), 0);
+    uint8_t *p = gm_hbone_stream_reserve(a.s, &len);
+    CHECK(p != NULL && len >= 4096);
+    CHECK_EQ_INT(gm_hbone_stream_commit(a.s, 0), 0);
+    CHECK_EQ_INT(gm_hbone_stream_queued(a.s), 0);
+    p = gm_hbone_stream_reserve(a.s, &len);
+    CHECK(p != NULL && len >= 3);
+    memcpy(p, "abc", 3);
+    CHECK_EQ_INT(gm_hbone_stream_commit(a.s, 3), 0);
+    CHECK_EQ_INT(gm_hbone_stream_write(a.s, "def", 3), 0);
+    CHECK_EQ_INT(gm_hbone_stream_queued(a.s), 6);
+    CHECK_EQ_INT(gm_hbone_stream_shutdown(a.s), 0);
+    CHECK(gm_hbone_stream_reserve(a.s, &len) == NULL);
+    RUN_UNTIL(a.closed, 3000);
+    CHECK(a.closed);
+    CHECK(rx_equals(&a, (const uint8_t *)"abcdef<EOF>", 11));
+    gm_buf_done(&a.rx);
+    close_client(c, &cs);
+}
+
 int main(void)
 {
     const char *log = getenv("HBONE_TEST_LOG");
@@ -1432,15 +1504,25 @@ int main(void)
     gm_hbone_settings_init(&srv_settings, true);
     echo_up.port = listen_on(&echo_up.srv, on_up_connection);
     greeter_up.port = listen_on(&greeter_up.srv, on_up_connection);
+    silent_up.port = listen_on(&silent_up.srv, on_up_connection);
     hbone_port = listen_on(&hbone_listener, on_hbone_connection);
     CHECK(echo_up.port > 0 && greeter_up.port > 0 && hbone_port > 0);
 
     test_request_parse();
     test_helpers();
     void (*const wire_tests[])(void) = {
-        test_three_streams,    test_half_close_from_server, test_refusals, test_malformed_requests,
-        test_goaway,           test_handshake_failures,     test_idle,     test_keepalive,
-        test_tls_backpressure, test_flow_control,
+        test_three_streams,
+        test_half_close_from_server,
+        test_refusals,
+        test_malformed_requests,
+        test_goaway,
+        test_handshake_failures,
+        test_idle,
+        test_keepalive,
+        test_tls_backpressure,
+        test_flow_control,
+        test_deferred_response,
+        test_reserve_commit,
     };
     for (size_t i = 0; i < GM_ARRAY_LEN(wire_tests); i++) {
         wire_tests[i]();
@@ -1450,6 +1532,7 @@ int main(void)
     uv_close((uv_handle_t *)&hbone_listener, on_handle_noop);
     uv_close((uv_handle_t *)&echo_up.srv, on_handle_noop);
     uv_close((uv_handle_t *)&greeter_up.srv, on_handle_noop);
+    uv_close((uv_handle_t *)&silent_up.srv, on_handle_noop);
     uv_close((uv_handle_t *)&tick, on_handle_noop);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
