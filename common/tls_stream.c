@@ -489,7 +489,8 @@ static void keep_append(struct gm_tls_stream *ts, const uint8_t *p, size_t n)
 
     if (ts->in_ptr != ts->keep || need > ts->keep_cap) {
         uint8_t *k = gm_xmalloc(need);
-        memcpy(k, ts->in_ptr, ts->in_len);
+        if (ts->in_len > 0)
+            memcpy(k, ts->in_ptr, ts->in_len);
         free(ts->keep);
         ts->keep = k;
         ts->keep_cap = need;
