@@ -444,6 +444,9 @@ static void decrypt_all(struct gm_tls_stream *ts)
         if (r == 1) {
             if (ts->cbs->on_read)
                 ts->cbs->on_read(ts, ts->pbuf, n, ts->ctx);
+            /* Nothing left to decrypt: spare OpenSSL a call that can only say "want read". */
+            if (ts->in_len == 0 && SSL_pending(ts->ssl) == 0)
+                break;
             continue;
         }
         int err = SSL_get_error(ts->ssl, r);
