@@ -57,7 +57,8 @@ struct tls_write {
 
 /* Ciphertext read chunk, one per thread: many records per read(2), and SSL reads them where they
  * lie. What SSL leaves unread when the read callback ends is copied to the stream's keep. */
-static _Thread_local uint8_t rbuf[256 * 1024];
+#define RBUF_SIZE (256 * 1024)
+static _Thread_local uint8_t *rbuf;
 
 static void tls_close_handles(struct gm_tls_stream *ts);
 static void tls_pump(struct gm_tls_stream *ts);
@@ -482,7 +483,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     struct gm_tls_stream *ts = container_of((uv_tcp_t *)h, struct gm_tls_stream, tcp);
 
     (void)ts;
-    *buf = uv_buf_init((char *)rbuf, sizeof(rbuf));
+    if (rbuf == NULL)
+        rbuf = gm_thread_alloc(RBUF_SIZE);
+    *buf = uv_buf_init((char *)rbuf, RBUF_SIZE);
 }
 
 /* Appends p to the unread remainder, which moves to the start of keep. */
@@ -515,7 +518,7 @@ static void keep_rest(struct gm_tls_stream *ts)
         }
         return;
     }
-    if (ts->in_ptr >= rbuf && ts->in_ptr < rbuf + sizeof(rbuf)) {
+    if (rbuf && ts->in_ptr >= rbuf && ts->in_ptr < rbuf + RBUF_SIZE) {
         const uint8_t *p = ts->in_ptr;
         size_t n = ts->in_len;
         ts->in_len = 0;

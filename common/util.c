@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/socket.h>
 
@@ -45,6 +46,39 @@ char *gm_xstrdup(const char *s)
 char *gm_xstrndup(const char *s, size_t n)
 {
     return check_alloc(strndup(s, n));
+}
+
+/* ---- per-thread allocations ---- */
+
+struct thread_alloc {
+    struct thread_alloc *next;
+    max_align_t data[];
+};
+
+static pthread_key_t thread_alloc_key;
+static pthread_once_t thread_alloc_once = PTHREAD_ONCE_INIT;
+
+static void thread_alloc_free(void *head)
+{
+    for (struct thread_alloc *a = head, *next; a; a = next) {
+        next = a->next;
+        free(a);
+    }
+}
+
+static void thread_alloc_init(void)
+{
+    if (pthread_key_create(&thread_alloc_key, thread_alloc_free) != 0)
+        abort();
+}
+
+void *gm_thread_alloc(size_t n)
+{
+    pthread_once(&thread_alloc_once, thread_alloc_init);
+    struct thread_alloc *a = gm_xmalloc(sizeof(*a) + n);
+    a->next = pthread_getspecific(thread_alloc_key);
+    pthread_setspecific(thread_alloc_key, a);
+    return a->data;
 }
 
 char *gm_xasprintf(const char *fmt, ...)

@@ -158,7 +158,14 @@ struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir)
 
 /* One read buffer per thread: what a read brings is forwarded (copied or written) before the
  * next read. */
-static _Thread_local char slab[CHUNK];
+static _Thread_local char *slab_mem;
+
+static char *slab(void)
+{
+    if (slab_mem == NULL)
+        slab_mem = gm_thread_alloc(CHUNK);
+    return slab_mem;
+}
 
 /* A TCP side whose peer is a stream reads straight into the stream's send queue. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -176,7 +183,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
             return;
         }
     }
-    *buf = uv_buf_init(slab, sizeof(slab));
+    *buf = uv_buf_init(slab(), CHUNK);
 }
 static void pause_side(struct zt_side *s)
 {
@@ -435,7 +442,7 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct zt_conn *c = st->data;
     struct zt_side *s = side_of_tcp(c, st);
     struct zt_side *to = other(c, s);
-    bool reserved = buf->base != NULL && buf->base != slab && to->kind == ZT_SIDE_STREAM;
+    bool reserved = buf->base != NULL && buf->base != slab_mem && to->kind == ZT_SIDE_STREAM;
 
     if (reserved && to->stream) {
         /* The bytes are in the stream's send queue already: commit them (or give the room back). */
@@ -634,8 +641,8 @@ static void read_now(struct zt_conn *c, struct zt_side *s)
     if (c->closing || s->kind != ZT_SIDE_TCP || !s->reading ||
         uv_fileno((uv_handle_t *)&s->tcp, &fd) < 0)
         return;
-    ssize_t n = recv(fd, slab, sizeof(slab), MSG_DONTWAIT);
-    uv_buf_t buf = uv_buf_init(slab, n > 0 ? (unsigned)n : 0);
+    ssize_t n = recv(fd, slab(), CHUNK, MSG_DONTWAIT);
+    uv_buf_t buf = uv_buf_init(slab_mem, n > 0 ? (unsigned)n : 0);
     if (n > 0)
         on_tcp_read((uv_stream_t *)&s->tcp, n, &buf);
     else if (n == 0)

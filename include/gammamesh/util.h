@@ -31,6 +31,10 @@ void *gm_xcalloc(size_t nmemb, size_t size);
 void *gm_xrealloc(void *p, size_t n);
 char *gm_xstrdup(const char *s);
 char *gm_xstrndup(const char *s, size_t n);
+
+/* n bytes (not zeroed) that live until the calling thread exits: per-thread scratch buffers,
+ * allocated on first use so that a thread which never needs one pays no memory for it. */
+void *gm_thread_alloc(size_t n);
 /* printf into a fresh heap string (caller frees). */
 char *gm_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
