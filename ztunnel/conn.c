@@ -263,48 +263,58 @@ static void on_tcp_written(uv_write_t *req, int status)
         resume_side(from);
 }
 
-/* Hands what side `to` holds to the kernel: what it takes at once is not queued; the rest
- * goes to libuv in the same block. Stream bytes count as consumed once written. */
-static void flush_side(struct zt_conn *c, struct zt_side *to)
+/* Writes what the kernel takes of p at once, when nothing is queued ahead of it. Returns the
+ * count, or -1 when the write failed (the connection is closing). */
+static ssize_t write_now(struct zt_conn *c, struct zt_side *to, const char *p, size_t n)
 {
-    struct tcp_write *w = to->pend;
-    const char *p;
-    size_t n;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > 0)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
+    if (k >= 0 || k == UV_EAGAIN)
+        return k > 0 ? k : 0;
+    zt_conn_close(c, "write to peer failed");
+    return -1;
+}
 
-    if (w == NULL)
-        return;
-    to->pend = NULL;
-    p = w->data;
-    n = w->n;
-    if (c->closing || !to->open) {
-        free(w);
-        return;
-    }
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) == 0) {
-        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
-        if (k > 0) {
-            struct zt_side *from = w->from;
-            if (from->kind == ZT_SIDE_STREAM && from->stream)
-                gm_hbone_stream_consumed(from->stream, (size_t)k);
-            p += k;
-            n -= (size_t)k;
-        } else if (k < 0 && k != UV_EAGAIN) {
-            free(w);
-            zt_conn_close(c, "write to peer failed");
-            return;
-        }
-    }
-    if (n == 0) {
-        free(w);
-        return;
-    }
+/* Queues the n bytes at p, which lie in w (freed once written); 0, or -1 (closing). */
+static int write_later(struct zt_conn *c, struct zt_side *to, struct tcp_write *w, const char *p,
+                       size_t n)
+{
     w->n = n;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_tcp_written) < 0) {
         free(w);
         zt_conn_close(c, "write to peer failed");
+        return -1;
     }
+    return 0;
+}
+
+/* Hands what side `to` holds to the kernel: what it takes at once is not queued; the rest
+ * goes to libuv in the same block. Stream bytes count as consumed once written. */
+static void flush_side(struct zt_conn *c, struct zt_side *to)
+{
+    struct tcp_write *w = to->pend;
+
+    if (w == NULL)
+        return;
+    to->pend = NULL;
+    if (c->closing || !to->open) {
+        free(w);
+        return;
+    }
+    ssize_t k = write_now(c, to, w->data, w->n);
+    if (k < 0) {
+        free(w);
+        return;
+    }
+    if (k > 0 && w->from->kind == ZT_SIDE_STREAM && w->from->stream)
+        gm_hbone_stream_consumed(w->from->stream, (size_t)k);
+    if ((size_t)k == w->n)
+        free(w);
+    else
+        write_later(c, to, w, w->data + k, w->n - (size_t)k);
 }
 
 static void flush_unlink(struct zt_conn *c)
@@ -396,31 +406,15 @@ static void forward(struct zt_conn *c, struct zt_side *from, const char *p, size
     }
     if (to->kind == ZT_SIDE_TCP) {
         /* What the kernel takes at once is not copied; only the rest is queued. */
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) == 0) {
-            uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-            int k = uv_try_write((uv_stream_t *)&to->tcp, &b, 1);
-            if (k > 0) {
-                p += k;
-                n -= (size_t)k;
-                if (n == 0)
-                    return;
-            } else if (k < 0 && k != UV_EAGAIN) {
-                zt_conn_close(c, "write to peer failed");
-                return;
-            }
-        }
-        struct tcp_write *w = gm_xmalloc(sizeof(*w) + n);
+        ssize_t k = write_now(c, to, p, n);
+        if (k < 0 || (size_t)k == n)
+            return;
+        struct tcp_write *w = gm_xmalloc(sizeof(*w) + n - (size_t)k);
         w->c = c;
         w->from = from;
-        w->n = n;
-        memcpy(w->data, p, n);
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-        if (uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, on_tcp_written) < 0) {
-            free(w);
-            zt_conn_close(c, "write to peer failed");
-            return;
-        }
-        if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > HIGH_WATER)
+        memcpy(w->data, p + k, n - (size_t)k);
+        if (write_later(c, to, w, w->data, n - (size_t)k) == 0 &&
+            uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > HIGH_WATER)
             pause_side(from);
         return;
     }
