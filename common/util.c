@@ -178,6 +178,15 @@ const char *gm_ip_format(const struct gm_ip *ip, char *buf, size_t len)
     return buf;
 }
 
+const char *gm_ipport_format(const struct gm_ip *ip, int port, char *buf, size_t len)
+{
+    char a[64];
+
+    gm_ip_format(ip, a, sizeof(a));
+    snprintf(buf, len, ip->family == AF_INET6 ? "[%s]:%d" : "%s:%d", a, port);
+    return buf;
+}
+
 bool gm_ip_equal(const struct gm_ip *a, const struct gm_ip *b)
 {
     if (a->family != b->family)

@@ -50,7 +50,7 @@ static void redirect(struct wp_decision *d, const struct gm_redirect *rd, int po
 }
 
 /* Why the rule's backends cannot take any request (500), or NULL. */
-static const char *rule_failure(const struct gm_crule *r)
+const char *wp_decide_rule_failure(const struct gm_crule *r)
 {
     bool any_valid = false;
 
@@ -124,7 +124,7 @@ static void matched(struct wp_decision *d, int port, struct wp_req *req, uint64_
         redirect(d, r->filters.redirect, port, req);
         return;
     }
-    if ((why = rule_failure(r)) != NULL) {
+    if ((why = wp_decide_rule_failure(r)) != NULL) {
         respond(d, 500, why, "-");
         return;
     }
@@ -206,15 +206,4 @@ bool wp_decide_port_h2(const struct gm_svc *svc, int port_index)
     ap = svc->ports[port_index].app_protocol;
     return ap && (strcasecmp(ap, "http2") == 0 || strcasecmp(ap, "h2c") == 0 ||
                   strcasecmp(ap, "kubernetes.io/h2c") == 0 || strcasecmp(ap, "grpc") == 0);
-}
-
-void wp_decide_authority(const struct gm_ip *ip, int port, char *buf, size_t len)
-{
-    char a[64];
-
-    gm_ip_format(ip, a, sizeof(a));
-    if (ip->family == AF_INET6)
-        snprintf(buf, len, "[%s]:%d", a, port);
-    else
-        snprintf(buf, len, "%s:%d", a, port);
 }

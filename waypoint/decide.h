@@ -57,10 +57,10 @@ void wp_decision_done(struct wp_decision *d);
  * when no ready endpoint has an address and a resolved target port. */
 int wp_decide_endpoint(const struct gm_svc *svc, int port_index, uint64_t rnd);
 
+/* Why the rule's backends cannot take any request (500), or NULL. */
+const char *wp_decide_rule_failure(const struct gm_crule *r);
+
 /* Does port port_index of svc speak HTTP/2 (appProtocol http2, h2c, kubernetes.io/h2c, grpc)? */
 bool wp_decide_port_h2(const struct gm_svc *svc, int port_index);
-
-/* "ip:port" ("[v6]:port") into buf. */
-void wp_decide_authority(const struct gm_ip *ip, int port, char *buf, size_t len);
 
 #endif

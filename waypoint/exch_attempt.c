@@ -180,7 +180,7 @@ static void attempt_start(struct wp_exch *x)
     x->ep = svc->endpoints[i].w;
     x->ep_port = svc->endpoints[i].target_ports[x->d.port_index];
     x->up_h2 = upstream_h2(x);
-    wp_decide_authority(&x->ep->ip, x->ep_port, x->upstream, sizeof(x->upstream));
+    gm_ipport_format(&x->ep->ip, x->ep_port, x->upstream, sizeof(x->upstream));
     wp_exch_set_state(x, WP_EXCH_CONNECT);
     x->attempt_start_ms = uv_now(wp_worker_loop(x->w));
     if (backend_ms > 0)

@@ -21,6 +21,8 @@
 #include "gammamesh/route_filter.h"
 #include "gammamesh/util.h"
 
+#include "decide.h"
+
 #define HEADER_BYTES_MAX (256 * 1024)
 #define HOST_MAX         256
 
@@ -502,20 +504,6 @@ static json_t *backends_json(const struct ctx *c)
     return a;
 }
 
-/* Why the rule's backends cannot take any request (500), or NULL. */
-static const char *rule_failure(const struct gm_crule *r)
-{
-    bool any_valid = false;
-
-    if (r->n_backends == 0)
-        return "the rule has no backendRefs";
-    if (r->total_weight == 0)
-        return "every backendRef of the rule has weight 0";
-    for (size_t i = 0; i < r->n_backends; i++)
-        any_valid |= r->backends[i].weight > 0 && r->backends[i].target.invalid == NULL;
-    return any_valid ? NULL : "every backendRef with a weight is invalid";
-}
-
 static json_t *forward(json_t *o, const struct ctx *c)
 {
     const struct gm_crule *r = c->m->rule;
@@ -549,7 +537,7 @@ static json_t *decide(json_t *o, const struct ctx *c)
         redirect_into(o, c, r->filters.redirect, r->filters.response_header);
         return o;
     }
-    if ((why = rule_failure(r)) != NULL) {
+    if ((why = wp_decide_rule_failure(r)) != NULL) {
         respond(o, 500, why);
         json_object_set_new(o, "backends", backends_json(c));
         return o;

@@ -266,7 +266,7 @@ static int open_new(struct wp_worker *w, const struct gm_workload *ep, int port,
     u->ip = ep->ip;
     u->port = port;
     u->identity = gm_xstrdup(ep->identity);
-    wp_decide_authority(&ep->ip, port, u->authority, sizeof(u->authority));
+    gm_ipport_format(&ep->ip, port, u->authority, sizeof(u->authority));
     rc = h2 ? wp_up_h2_init(u) : (wp_up_h1_init(u), 0);
     if (rc == 0)
         rc = gm_hbone_pool_open_stream(&w->pool, "", w->identity, ep->identity, &ep->ip, WP_PORT,

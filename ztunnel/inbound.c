@@ -40,7 +40,7 @@ static void describe_dst(struct zt_conn *c, const struct gm_workload *dst, int p
     zt_conn_set_str(&c->dst_namespace, dst->namespace);
     zt_conn_set_str(&c->dst_identity, dst->identity);
     zt_conn_set_str(&c->dst_uid, dst->uid);
-    zt_format_authority(&dst->ip, port, buf, sizeof(buf));
+    gm_ipport_format(&dst->ip, port, buf, sizeof(buf));
     zt_conn_set_str(&c->dst_addr, buf);
     c->dst_port = port;
 }
@@ -83,7 +83,7 @@ void zt_inbound_plain_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream
     }
     c->src_ip.family = AF_INET;
     memcpy(c->src_ip.addr, &peer.sin_addr, 4);
-    zt_format_authority(&c->src_ip, ntohs(peer.sin_port), buf, sizeof(buf));
+    gm_ipport_format(&c->src_ip, ntohs(peer.sin_port), buf, sizeof(buf));
     zt_conn_set_str(&c->src_addr, buf);
     const struct gm_workload *dst = local_workload(w, pod->uid);
     if (dst == NULL) {

@@ -67,9 +67,9 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
 {
     char buf[64];
 
-    zt_format_authority(sip, sport, buf, sizeof(buf));
+    gm_ipport_format(sip, sport, buf, sizeof(buf));
     zt_conn_set_str(&c->src_addr, buf);
-    zt_format_authority(dip, dport, buf, sizeof(buf));
+    gm_ipport_format(dip, dport, buf, sizeof(buf));
     zt_conn_set_str(&c->dst_addr, buf);
     if (src) {
         zt_conn_set_str(&c->src_workload, src->name);
@@ -131,7 +131,7 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
                                        &p->connect_ip, p->connect_port, p->authority, hdrs, 3,
                                        &zt_conn_stream_cbs, c, &s);
     if (rc < 0) {
-        zt_format_authority(&p->connect_ip, p->connect_port, addr, sizeof(addr));
+        gm_ipport_format(&p->connect_ip, p->connect_port, addr, sizeof(addr));
         GM_LOG_DEBUG("outbound", "tunnel open failed", "dst=%s error=%s", addr, strerror(-rc));
         return rc;
     }

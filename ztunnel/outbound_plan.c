@@ -5,17 +5,6 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-void zt_format_authority(const struct gm_ip *ip, int port, char *buf, size_t len)
-{
-    char a[64];
-
-    gm_ip_format(ip, a, sizeof(a));
-    if (ip->family == AF_INET6)
-        snprintf(buf, len, "[%s]:%d", a, port);
-    else
-        snprintf(buf, len, "%s:%d", a, port);
-}
-
 static int refuse(struct zt_plan *p, int err, const char *reason)
 {
     p->kind = ZT_PLAN_REFUSE;
@@ -30,7 +19,7 @@ static void plan_hbone(struct zt_plan *p, const struct gm_ip *ip, int authority_
     p->connect_ip = *ip;
     p->connect_port = ZT_HBONE_PORT;
     p->expected_identity = identity;
-    zt_format_authority(authority_ip, authority_port, p->authority, sizeof(p->authority));
+    gm_ipport_format(authority_ip, authority_port, p->authority, sizeof(p->authority));
 }
 
 /* To a workload (or an unknown address): HBONE when enrolled, else plain TCP. */

@@ -34,7 +34,4 @@ struct zt_plan {
 int zt_outbound_plan(const struct gm_snapshot *s, const struct gm_workload *src,
                      const struct gm_ip *odst, int oport, uint32_t rnd, struct zt_plan *out);
 
-/* Format "ip:port" with brackets for IPv6. */
-void zt_format_authority(const struct gm_ip *ip, int port, char *buf, size_t len);
-
 #endif

@@ -74,6 +74,8 @@ const char *gm_ip_format(const struct gm_ip *ip, char *buf, size_t len);
 bool gm_ip_equal(const struct gm_ip *a, const struct gm_ip *b);
 /* Parse "ip:port" or "[ipv6]:port"; 0 or -EINVAL. */
 int gm_ipport_parse(const char *s, struct gm_ip *ip, int *port);
+/* Format "ip:port" ("[ipv6]:port"), as gm_ipport_parse() reads it, into buf; returns buf. */
+const char *gm_ipport_format(const struct gm_ip *ip, int port, char *buf, size_t len);
 /* Does ip lie within the CIDR "a.b.c.d/len" (or a bare address)? -EINVAL when cidr is bad. */
 int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr);
 

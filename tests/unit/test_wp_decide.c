@@ -264,7 +264,7 @@ static void test_endpoints(struct gm_snapshot *s)
     char buf[64];
     struct gm_ip ip6;
     gm_ip_parse("fd00::1", &ip6);
-    wp_decide_authority(&ip6, 80, buf, sizeof(buf));
+    gm_ipport_format(&ip6, 80, buf, sizeof(buf));
     CHECK_EQ_STR(buf, "[fd00::1]:80");
 }
 
