@@ -1174,17 +1174,9 @@ static size_t queue_pop(struct hbone_queue *q, uint8_t *dst, size_t max)
         struct hbone_chunk *h = q->head;
         size_t k = h->len < max - done ? h->len : max - done;
         memcpy(dst + done, h->data + h->off, k);
-        h->off += k;
-        h->len -= k;
         done += k;
-        if (h->len == 0) {
-            q->head = h->next;
-            if (q->head == NULL)
-                q->tail = NULL;
-            free(h);
-        }
+        queue_drop(q, k);
     }
-    q->bytes -= done;
     return done;
 }
 

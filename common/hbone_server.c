@@ -304,19 +304,17 @@ static int respond_keep_headers(struct gm_hbone_stream *s, const struct gm_hbone
 {
     if (n > RESPONSE_HDRS_MAX)
         return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        size_t nl, vl;
-        if (!hbone_header_ok(&hdrs[i], &nl, &vl))
-            return -EINVAL;
-    }
     s->resp_hdrs = n ? gm_xcalloc(n, sizeof(*s->resp_hdrs)) : NULL;
     for (size_t i = 0; i < n; i++) {
         size_t nl, vl;
-        hbone_header_ok(&hdrs[i], &nl, &vl);
+        if (!hbone_header_ok(&hdrs[i], &nl, &vl)) {
+            hbone_server_respond_free(s);
+            return -EINVAL;
+        }
         s->resp_hdrs[i] = (struct gm_hbone_header){gm_xstrndup(hdrs[i].name, nl), nl,
                                                    gm_xstrndup(hdrs[i].value, vl), vl};
+        s->n_resp_hdrs = i + 1;
     }
-    s->n_resp_hdrs = n;
     return 0;
 }
 
