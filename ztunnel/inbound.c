@@ -54,7 +54,7 @@ static int connect_app(struct zt_worker *w, struct zt_conn *c, const struct gm_w
 
     if (pod == NULL)
         return -ENOENT;
-    int fd = zt_proxy_pod_socket(w, pod, dst->ip.family);
+    int fd = zt_proxy_app_socket(w, pod, &c->src_ip, &dst->ip);
     if (fd < 0)
         return fd;
     zt_sockaddr_of(&dst->ip, port, &ss);

@@ -58,6 +58,13 @@ static const struct gm_setting zt_table[] = {
      .offset = offsetof(struct zt_settings, capture),
      .def = "true",
      .help = "install redirection rules in enrolled pods (false: listeners only)"},
+    {.name = "preserve-source",
+     .env = "GM_PRESERVE_SOURCE",
+     .type = GM_SETTING_BOOL,
+     .offset = offsetof(struct zt_settings, preserve_source),
+     .def = "true",
+     .help = "connect to the application from the client's IP (IP_TRANSPARENT), where the "
+             "pod's reply routing could be installed"},
     {0},
 };
 

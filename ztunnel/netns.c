@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fib_rules.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +104,131 @@ out:
     return fd;
 }
 
+/* ---- reply routing (rtnetlink) ---- */
+
+struct nl_req {
+    struct nlmsghdr nh;
+    union {
+        struct fib_rule_hdr rule;
+        struct rtmsg route;
+    } u;
+    char attrs[64];
+};
+
+static void nl_attr(struct nl_req *r, unsigned short type, uint32_t value)
+{
+    struct rtattr *a = (struct rtattr *)((char *)r + NLMSG_ALIGN(r->nh.nlmsg_len));
+
+    GM_ASSERT(NLMSG_ALIGN(r->nh.nlmsg_len) + RTA_SPACE(sizeof(value)) <= sizeof(*r));
+    a->rta_type = type;
+    a->rta_len = RTA_LENGTH(sizeof(value));
+    memcpy(RTA_DATA(a), &value, sizeof(value));
+    r->nh.nlmsg_len = NLMSG_ALIGN(r->nh.nlmsg_len) + RTA_SPACE(sizeof(value));
+}
+
+/* Send one request and wait for its acknowledgement: 0 or the kernel's -errno. */
+static int nl_transact(int fd, struct nl_req *r, uint32_t seq)
+{
+    char buf[1024];
+
+    r->nh.nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+    r->nh.nlmsg_seq = seq;
+    if (send(fd, r, r->nh.nlmsg_len, 0) < 0)
+        return -errno;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        size_t left = (size_t)n;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left);
+             h = NLMSG_NEXT(h, left)) {
+            if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR)
+                continue;
+            if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+                return -EPROTO;
+            return ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+        }
+    }
+}
+
+static int reply_rule(int fd)
+{
+    struct nl_req r = {0};
+
+    r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(r.u.rule));
+    r.nh.nlmsg_type = RTM_NEWRULE;
+    r.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+    r.u.rule.family = AF_INET;
+    r.u.rule.action = FR_ACT_TO_TBL;
+    nl_attr(&r, FRA_PRIORITY, ZT_REPLY_RULE_PRIORITY);
+    nl_attr(&r, FRA_FWMARK, ZT_REPLY_MARK);
+    nl_attr(&r, FRA_FWMASK, ZT_REPLY_MASK);
+    nl_attr(&r, FRA_TABLE, ZT_REPLY_TABLE);
+    int rc = nl_transact(fd, &r, 1);
+    return rc == -EEXIST ? 0 : rc;
+}
+
+static int reply_route(int fd)
+{
+    struct nl_req r = {0};
+
+    r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(r.u.route));
+    r.nh.nlmsg_type = RTM_NEWROUTE;
+    r.nh.nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+    r.u.route.rtm_family = AF_INET;
+    r.u.route.rtm_table = RT_TABLE_UNSPEC; /* the table is in RTA_TABLE: it is above 255 */
+    r.u.route.rtm_protocol = RTPROT_STATIC;
+    r.u.route.rtm_scope = RT_SCOPE_HOST;
+    r.u.route.rtm_type = RTN_LOCAL;
+    nl_attr(&r, RTA_TABLE, ZT_REPLY_TABLE);
+    nl_attr(&r, RTA_OIF, 1); /* lo is interface 1 in every netns */
+    return nl_transact(fd, &r, 2);
+}
+
+int zt_netns_reply_routing(int nsfd, int self_fd)
+{
+    int rc = enter(nsfd);
+
+    if (rc < 0)
+        return rc;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    rc = fd < 0 ? -errno : 0;
+    leave(nsfd, self_fd);
+    if (rc < 0)
+        return rc;
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    /* Route before rule: a marked packet never meets a rule pointing at an empty table. */
+    rc = reply_route(fd);
+    if (rc == 0)
+        rc = reply_rule(fd);
+    close(fd);
+    return rc;
+}
+
+int zt_netns_bind_source(int fd, const struct sockaddr_in *src)
+{
+    int one = 1;
+    struct sockaddr_in a = *src;
+
+    a.sin_port = 0;
+    if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0)
+        return -errno;
+    /* The port is picked at connect time, unique per 4-tuple rather than per address. */
+    setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        int err = -errno, zero = 0;
+        setsockopt(fd, SOL_IP, IP_TRANSPARENT, &zero, sizeof(zero));
+        return err;
+    }
+    return 0;
+}
+
+/* ---- capture rules (nft) ---- */
+
 size_t zt_capture_rules(bool install, char *buf, size_t len)
 {
     int n;
@@ -125,8 +254,21 @@ size_t zt_capture_rules(bool install, char *buf, size_t len)
                      "    tcp dport 15008 return\n"
                      "    meta l4proto tcp redirect to :15006\n"
                      "  }\n"
+                     "}\n"
+                     /* Its own table, replaced here but never deleted: connections still open
+                      * when capture stops keep their replies. The daemon's connections to the
+                      * app leave through lo: conntrack remembers them and their reply packets
+                      * take the mark that routes them back (zt_netns_reply_routing). */
+                     "table ip gammamesh_reply\n"
+                     "delete table ip gammamesh_reply\n"
+                     "table ip gammamesh_reply {\n"
+                     "  chain output {\n"
+                     "    type route hook output priority -150; policy accept;\n"
+                     "    meta mark 0x%x oifname \"lo\" ct mark set 0x%x return\n"
+                     "    ct direction reply ct mark 0x%x meta mark set 0x%x\n"
+                     "  }\n"
                      "}\n",
-                     ZT_MARK, ZT_MARK);
+                     ZT_MARK, ZT_MARK, ZT_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK);
     return n < 0 ? 0 : (size_t)n;
 }
 

@@ -9,6 +9,13 @@
 #include <uv.h>
 
 #define ZT_MARK 0x539u
+/* Source preservation (DESIGN §5): the app's replies to a connection the daemon made from a
+ * client's address carry this mark (restored from conntrack) and the pod's rule sends marked
+ * packets to a table whose only route delivers everything locally, back to the daemon. */
+#define ZT_REPLY_MARK          0x111u
+#define ZT_REPLY_MASK          0xfffu
+#define ZT_REPLY_TABLE         1337u
+#define ZT_REPLY_RULE_PRIORITY 1337u
 
 /* Open a netns by name (/run/netns/NAME) or absolute path; returns an fd or -errno. */
 int zt_netns_open(const char *name_or_path);
@@ -22,8 +29,21 @@ int zt_netns_socket(int nsfd, int self_fd, int family, uint32_t mark);
 int zt_netns_listener(int nsfd, int self_fd, const struct sockaddr *addr, socklen_t len,
                       uint32_t mark);
 
+/* Install the pod's reply routing through rtnetlink inside netns nsfd:
+ * `ip route replace local 0.0.0.0/0 dev lo table 1337` and
+ * `ip rule add fwmark 0x111/0xfff lookup 1337 pref 1337`. Idempotent; 0 or -errno. It is never
+ * removed: without the mark (set only for the daemon's own connections) it routes nothing, and
+ * connections still open when capture stops keep working. */
+int zt_netns_reply_routing(int nsfd, int self_fd);
+
+/* Make a socket that will connect to a local application keep the client's address: on an
+ * IPv4 socket, IP_TRANSPARENT and a bind to src (port chosen at connect). 0 or -errno; the
+ * socket is unchanged on failure. */
+int zt_netns_bind_source(int fd, const struct sockaddr_in *src);
+
 /* The nft ruleset that captures a pod's traffic: outbound TCP → 15001 except marked traffic,
- * inbound TCP → 15006 except port 15008. Written into buf; returns its length. */
+ * inbound TCP → 15006 except port 15008; and the conntrack marking that routes the replies of
+ * the daemon's connections to the app back to it. Written into buf; returns its length. */
 size_t zt_capture_rules(bool install, char *buf, size_t len);
 
 typedef void (*zt_rules_cb)(void *ctx, int status);

@@ -29,9 +29,10 @@ struct zt_pod {
     struct zt_pods *owner;
     char *uid, *name, *namespace, *netns;
     enum zt_pod_state state;
-    bool seen;    /* still wanted by the latest snapshot */
-    bool adopted; /* workers hold listeners */
-    bool busy;    /* an nft run is in flight */
+    bool seen;          /* still wanted by the latest snapshot */
+    bool adopted;       /* workers hold listeners */
+    bool busy;          /* an nft run is in flight */
+    bool reply_routing; /* the reply rule and route are in: sources can be preserved */
     int attempts;
     char error[160];
 };
@@ -115,6 +116,15 @@ static int open_listeners(struct zt_pods *p, struct zt_pod *pod)
         close_fds(fds, nw);
         goto out;
     }
+    if (p->zt->set.capture && p->zt->set.preserve_source && !pod->reply_routing) {
+        int err = zt_netns_reply_routing(nsfd, self);
+        if (err < 0)
+            GM_LOG_WARN("capture",
+                        "no reply routing: the pod's app will see this pod's own address "
+                        "as the source of inbound connections",
+                        "pod=%s/%s error=\"%s\"", pod->namespace, pod->name, strerror(-err));
+        pod->reply_routing = err == 0;
+    }
     for (unsigned w = 0; w < nw; w++) {
         struct zt_adopt *a = gm_xcalloc(1, sizeof(*a));
         a->uid = gm_xstrdup(pod->uid);
@@ -146,8 +156,12 @@ static void on_rules_installed(void *ctx, int status)
         return;
     }
     pod->state = ZT_POD_CAPTURED;
-    GM_LOG_INFO("capture", "pod captured", "pod=%s/%s netns=%s", pod->namespace, pod->name,
-                pod->netns);
+    if (pod->reply_routing)
+        for (unsigned i = 0; i < pod->owner->zt->workers.n; i++)
+            gm_workers_post(&pod->owner->zt->workers.v[i], zt_proxy_source_ready,
+                            gm_xstrdup(pod->uid));
+    GM_LOG_INFO("capture", "pod captured", "pod=%s/%s netns=%s source=%s", pod->namespace,
+                pod->name, pod->netns, pod->reply_routing ? "preserved" : "pod");
 }
 
 static void start_pod(struct zt_pods *p, struct zt_pod *pod)

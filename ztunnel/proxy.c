@@ -82,6 +82,25 @@ int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family)
     return zt_netns_socket(pod->nsfd, w->gw->self_netns, family, ZT_MARK);
 }
 
+int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct gm_ip *src,
+                        const struct gm_ip *dst)
+{
+    int fd = zt_proxy_pod_socket(w, pod, dst->family);
+
+    if (fd < 0 || !pod->keep_source || src->family != AF_INET || dst->family != AF_INET ||
+        gm_ip_equal(src, dst))
+        return fd;
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    memcpy(&sin.sin_addr, src->addr, 4);
+    int rc = zt_netns_bind_source(fd, &sin);
+    if (rc < 0) {
+        GM_LOG_WARN("proxy", "cannot keep the client's source address: using the pod's",
+                    "pod=%s error=\"%s\"", pod->uid, strerror(-rc));
+        pod->keep_source = false;
+    }
+    return fd;
+}
+
 /* ---- listeners ---- */
 
 static void on_accept(uv_stream_t *l, int status)
@@ -175,6 +194,16 @@ void zt_proxy_release(struct gm_worker *gw, void *arg)
 
     if (pod)
         close_pod(pod);
+    free(uid);
+}
+
+void zt_proxy_source_ready(struct gm_worker *gw, void *arg)
+{
+    char *uid = arg;
+    struct zt_wpod *pod = zt_proxy_find_pod(zw(gw), uid);
+
+    if (pod)
+        pod->keep_source = true;
     free(uid);
 }
 

@@ -20,6 +20,7 @@ struct zt_wpod {
     bool listening[ZT_LISTEN__MAX];
     int pending_closes;
     bool released;
+    bool keep_source; /* inbound connections to the app keep the client's address */
     struct zt_wpod *next;
 };
 
@@ -58,6 +59,10 @@ struct zt_wpod *zt_proxy_find_pod(struct zt_worker *w, const char *uid);
 
 /* A socket in the pod's netns carrying SO_MARK (fd or -errno). */
 int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family);
+/* A socket in the pod's netns for a connection to its app on behalf of src: bound to src
+ * (transparently) when the pod's reply routing allows and src is not the pod itself. */
+int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct gm_ip *src,
+                        const struct gm_ip *dst);
 
 /* Flows (ztunnel/outbound.c, ztunnel/inbound.c). */
 void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);

@@ -25,6 +25,7 @@ struct zt_settings {
     int64_t max_conns;           /* open connections per worker */
     int64_t max_pods;            /* enrolled pods captured on this node */
     bool capture;                /* install capture rules in pod netns (off: listeners only) */
+    bool preserve_source;        /* inbound: connect to the app from the client's IP */
 };
 
 /* Ports in each enrolled pod's netns (DESIGN §3). */
@@ -85,6 +86,9 @@ struct zt_adopt {
 void zt_proxy_adopt(struct gm_worker *w, void *adopt);
 /* Close the pod's listeners on worker w; open connections continue. arg: heap uid string. */
 void zt_proxy_release(struct gm_worker *w, void *uid);
+/* The pod's reply routing is in: inbound connections to it may now keep the client's source
+ * address. arg: heap uid string. */
+void zt_proxy_source_ready(struct gm_worker *w, void *uid);
 /* Drain: stop accepting everywhere on worker w and GOAWAY tunnels. */
 void zt_proxy_drain(struct gm_worker *w, void *unused);
 /* Re-check inbound connections against the worker's (new) snapshot. */

@@ -298,3 +298,27 @@ def test_enrolled_client_sends_no_plaintext(lab, client, tmp_path):
     assert cap.packets("tcp port 15008 and host %s and host %s" % (client["ip"], v2["ip"]))
     assert not cap.packets("tcp port 8080 or tcp port 80"), "app ports on the underlay"
     assert secret.encode() not in cap.data(), "mesh payload crossed the underlay in plaintext"
+
+
+def seen_ip(res):
+    """The peer address the echo server reported, from echo-client's output."""
+    ips = [l.split("IP=", 1)[1].strip() for l in res.stdout.splitlines() if "] IP=" in l]
+    assert "StatusCode=200" in res.stdout and ips, res.stdout + res.stderr
+    return ips[0]
+
+
+def test_app_sees_the_client_address(lab, client, remote_b, plain_pods):
+    """The application behind ztunnel sees the client's own address, not its pod's: over HBONE
+    from another node, over HBONE on the same node, and on the inbound plaintext path."""
+    res = lab.exec("demo/app=client", "echo-client", "http://%s:8080/src" % remote_b["ip"],
+                   timeout=30)
+    assert seen_ip(res) == client["ip"], "over HBONE from the other node"
+    near = [p for p in lab.pods("demo", app="service-b") if p["node"] == client["node"]]
+    for p in near:
+        res = lab.exec("demo/app=client", "echo-client", "http://%s:8080/src" % p["ip"],
+                       timeout=30)
+        assert seen_ip(res) == client["ip"], "over HBONE on the same node"
+    outsider = plain_pods[0]
+    res = lab.exec("plain/" + outsider["name"], "echo-client",
+                   "http://%s:8080/src" % client["ip"], timeout=30)
+    assert seen_ip(res) == outsider["ip"], "on the inbound plaintext path"
