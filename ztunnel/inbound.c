@@ -182,6 +182,9 @@ static void describe_src(struct zt_worker *w, struct zt_conn *c, const struct gm
 static void on_app_connected(struct zt_conn *c, int status)
 {
     struct gm_hbone_stream *s = c->down.stream;
+    const struct gm_workload *dst = c->dst_uid ? local_workload(c->w, c->dst_uid) : NULL;
+    char baggage[512];
+    struct gm_hbone_header h = {"baggage", 0, baggage, 0};
 
     if (s == NULL)
         return;
@@ -190,7 +193,9 @@ static void on_app_connected(struct zt_conn *c, int status)
         gm_hbone_stream_respond(s, 503, NULL, 0);
         return;
     }
-    if (gm_hbone_stream_respond(s, 200, NULL, 0) == 0)
+    if (dst)
+        zt_baggage(dst, baggage, sizeof(baggage));
+    if (gm_hbone_stream_respond(s, 200, &h, dst ? 1 : 0) == 0)
         c->down.connected = true;
 }
 

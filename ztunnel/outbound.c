@@ -103,19 +103,6 @@ static void zt_traceparent(struct zt_worker *w, char *buf, size_t len)
              r[5] | 1);
 }
 
-/* Facts about the source workload, as Istio's baggage carries them. */
-static void zt_baggage(const struct gm_workload *src, char *buf, size_t len)
-{
-    const struct gm_kvs *l = &src->obj->meta.labels;
-    const char *app = gm_kvs_get(l, "app.kubernetes.io/name");
-    const char *version = gm_kvs_get(l, "app.kubernetes.io/version");
-
-    app = app ? app : gm_kvs_get(l, "app");
-    version = version ? version : gm_kvs_get(l, "version");
-    snprintf(buf, len, "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s,service.version=%s",
-             src->namespace, src->name, app ? app : src->name, version ? version : "latest");
-}
-
 static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
                        const struct gm_workload *src, const struct zt_plan *p)
 {

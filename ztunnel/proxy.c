@@ -101,6 +101,18 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
     return fd;
 }
 
+void zt_baggage(const struct gm_workload *wl, char *buf, size_t len)
+{
+    const struct gm_kvs *l = &wl->obj->meta.labels;
+    const char *app = gm_kvs_get(l, "app.kubernetes.io/name");
+    const char *version = gm_kvs_get(l, "app.kubernetes.io/version");
+
+    app = app ? app : gm_kvs_get(l, "app");
+    version = version ? version : gm_kvs_get(l, "version");
+    snprintf(buf, len, "k8s.namespace.name=%s,k8s.pod.name=%s,service.name=%s,service.version=%s",
+             wl->namespace, wl->name, app ? app : wl->name, version ? version : "latest");
+}
+
 /* ---- listeners ---- */
 
 static void on_accept(uv_stream_t *l, int status)

@@ -59,6 +59,9 @@ struct zt_wpod *zt_proxy_find_pod(struct zt_worker *w, const char *uid);
 
 /* A socket in the pod's netns carrying SO_MARK (fd or -errno). */
 int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family);
+/* A workload's facts as Istio's `baggage` header carries them: the source's on a CONNECT, the
+ * destination's on the 200 that answers it. */
+void zt_baggage(const struct gm_workload *wl, char *buf, size_t len);
 /* A socket in the pod's netns for a connection to its app on behalf of src: bound to src
  * (transparently) when the pod's reply routing allows and src is not the pod itself. */
 int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct gm_ip *src,

@@ -200,6 +200,9 @@ def test_client_with_lab_identity_is_tunnelled(lab, pods, certs):
     assert res["cipher"] in AES_GCM, res
     assert res["peer_identities"] == [ID_SERVER], res
     assert res["status"] == "200", res
+    # Like Istio's, the 200 carries the destination workload's facts.
+    baggage = dict(res["response_headers"]).get("baggage", "")
+    assert "k8s.pod.name=%s" % srv["name"] in baggage.split(","), res["response_headers"]
     assert res["received"] == msg * 20 and res["ended"], res
     assert res["reset"] is None, res
 
