@@ -71,6 +71,9 @@ struct zt_conn {
     /* Inbound: the destination workload's uid, to re-check policies when they change. */
     char *dst_uid;
     struct gm_ip src_ip;
+    /* Inbound plaintext: the client's port, which a connection to the app made from the
+     * client's address must not reuse (its 4-tuple would be the captured connection's). */
+    uint16_t src_port;
     int dst_port;
     /* Pool bookkeeping for outbound HBONE streams. */
     struct zt_pool_conn *pool_conn;

@@ -54,7 +54,7 @@ static int connect_app(struct zt_worker *w, struct zt_conn *c, const struct gm_w
 
     if (pod == NULL)
         return -ENOENT;
-    int fd = zt_proxy_app_socket(w, pod, &c->src_ip, &dst->ip);
+    int fd = zt_proxy_app_socket(w, pod, &c->src_ip, c->src_port, &dst->ip);
     if (fd < 0)
         return fd;
     zt_sockaddr_of(&dst->ip, port, &ss);
@@ -83,6 +83,7 @@ void zt_inbound_plain_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream
     }
     c->src_ip.family = AF_INET;
     memcpy(c->src_ip.addr, &peer.sin_addr, 4);
+    c->src_port = ntohs(peer.sin_port);
     gm_ipport_format(&c->src_ip, ntohs(peer.sin_port), buf, sizeof(buf));
     zt_conn_set_str(&c->src_addr, buf);
     const struct gm_workload *dst = local_workload(w, pod->uid);

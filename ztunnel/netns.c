@@ -209,12 +209,25 @@ int zt_netns_reply_routing(int nsfd, int self_fd)
     return rc;
 }
 
-int zt_netns_bind_source(int fd, const struct sockaddr_in *src)
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51 /* Linux 6.3 */
+#endif
+
+int zt_netns_bind_source(int fd, const struct sockaddr_in *src, uint16_t avoid_port)
 {
     int one = 1;
     struct sockaddr_in a = *src;
 
     a.sin_port = 0;
+    if (avoid_port) {
+        /* Below or above avoid_port, whichever side of the default range (32768-60999) is
+         * larger. The kernel applies each bound only where it lies inside the netns's own
+         * range, so a port outside that range (which connect never picks) changes nothing. */
+        uint32_t range = avoid_port > 46884 ? ((uint32_t)(avoid_port - 1) << 16) | 1u
+                                            : (65535u << 16) | (uint32_t)(avoid_port + 1);
+        if (setsockopt(fd, SOL_IP, IP_LOCAL_PORT_RANGE, &range, sizeof(range)) < 0)
+            return -errno;
+    }
     if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0)
         return -errno;
     /* The port is picked at connect time, unique per 4-tuple rather than per address. */

@@ -37,9 +37,11 @@ int zt_netns_listener(int nsfd, int self_fd, const struct sockaddr *addr, sockle
 int zt_netns_reply_routing(int nsfd, int self_fd);
 
 /* Make a socket that will connect to a local application keep the client's address: on an
- * IPv4 socket, IP_TRANSPARENT and a bind to src (port chosen at connect). 0 or -errno; the
- * socket is unchanged on failure. */
-int zt_netns_bind_source(int fd, const struct sockaddr_in *src);
+ * IPv4 socket, IP_TRANSPARENT and a bind to src (port chosen at connect, unique per 4-tuple).
+ * A nonzero avoid_port is never chosen: the captured connection from src:avoid_port to the
+ * same application port has that 4-tuple in the pod's conntrack. 0 or -errno; the socket is
+ * unchanged on failure. */
+int zt_netns_bind_source(int fd, const struct sockaddr_in *src, uint16_t avoid_port);
 
 /* The nft ruleset that captures a pod's traffic: outbound TCP → 15001 except marked traffic,
  * inbound TCP → 15006 except port 15008; and the conntrack marking that routes the replies of

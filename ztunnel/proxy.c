@@ -83,7 +83,7 @@ int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family)
 }
 
 int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct gm_ip *src,
-                        const struct gm_ip *dst)
+                        uint16_t avoid_port, const struct gm_ip *dst)
 {
     int fd = zt_proxy_pod_socket(w, pod, dst->family);
 
@@ -92,7 +92,7 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
         return fd;
     struct sockaddr_in sin = {.sin_family = AF_INET};
     memcpy(&sin.sin_addr, src->addr, 4);
-    int rc = zt_netns_bind_source(fd, &sin);
+    int rc = zt_netns_bind_source(fd, &sin, avoid_port);
     if (rc < 0) {
         GM_LOG_WARN("proxy", "cannot keep the client's source address: using the pod's",
                     "pod=%s error=\"%s\"", pod->uid, strerror(-rc));

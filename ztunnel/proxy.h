@@ -63,9 +63,10 @@ int zt_proxy_pod_socket(struct zt_worker *w, struct zt_wpod *pod, int family);
  * destination's on the 200 that answers it. */
 void zt_baggage(const struct gm_workload *wl, char *buf, size_t len);
 /* A socket in the pod's netns for a connection to its app on behalf of src: bound to src
- * (transparently) when the pod's reply routing allows and src is not the pod itself. */
+ * (transparently) when the pod's reply routing allows and src is not the pod itself, with a
+ * source port other than avoid_port (0: any). */
 int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct gm_ip *src,
-                        const struct gm_ip *dst);
+                        uint16_t avoid_port, const struct gm_ip *dst);
 
 /* Flows (ztunnel/outbound.c, ztunnel/inbound.c). */
 void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);

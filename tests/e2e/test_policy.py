@@ -322,3 +322,47 @@ def test_app_sees_the_client_address(lab, client, remote_b, plain_pods):
     res = lab.exec("plain/" + outsider["name"], "echo-client",
                    "http://%s:8080/src" % client["ip"], timeout=30)
     assert seen_ip(res) == outsider["ip"], "on the inbound plaintext path"
+
+
+# One HTTP/1.1 GET from a fixed source port; prints the response's status line and IP= line.
+GET_FROM_PORT = r"""
+import json, socket, sys
+host, port, sport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", sport))
+s.settimeout(10)
+out = {"status": None, "ip": None}
+try:
+    s.connect((host, port))
+    s.sendall(b"GET /port HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    text = data.decode("latin-1")
+    out["status"] = text.split("\r\n", 1)[0]
+    out["ip"] = ([l[3:].strip() for l in text.split("\n") if l.startswith("IP=")] or [None])[0]
+except OSError as e:
+    out["error"] = str(e)
+print(json.dumps(out))
+"""
+
+
+def test_app_connection_never_reuses_the_captured_4_tuple(lab, client, plain_pods):
+    """On the inbound plaintext path the captured connection (client:P → app) is in the pod's
+    conntrack; ztunnel's own connection from the client's address must not pick port P. The
+    pod's port range is narrowed to P and P+1 so that P would be picked if it were allowed."""
+    outsider, port = plain_pods[0], 40000
+    rng = "net.ipv4.ip_local_port_range"
+    old = lab.netns_run(client["netns"], "sysctl", "-n", rng, check=True).stdout.split()
+    try:
+        lab.netns_run(client["netns"], "sysctl", "-qw", "%s=%d %d" % (rng, port, port + 1),
+                      check=True)
+        for _ in range(3):
+            res = lab.py_json(outsider["netns"], GET_FROM_PORT, client["ip"], "8080", str(port))
+            assert res["status"] == "HTTP/1.1 200 OK" and res["ip"] == outsider["ip"], res
+    finally:
+        lab.netns_run(client["netns"], "sysctl", "-qw", "%s=%s %s" % (rng, old[0], old[1]))
