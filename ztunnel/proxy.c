@@ -93,7 +93,15 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
     struct sockaddr_in sin = {.sin_family = AF_INET};
     memcpy(&sin.sin_addr, src->addr, 4);
     int rc = zt_netns_bind_source(fd, &sin, avoid_port);
-    if (rc < 0) {
+    if (rc == -ENOPROTOOPT && avoid_port) {
+        /* A kernel before 6.3 cannot keep the captured connection's port out of the choice:
+         * plaintext inbound connections come from the pod's own address there. */
+        static bool told;
+        if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+            GM_LOG_WARN("proxy",
+                        "no IP_LOCAL_PORT_RANGE: inbound plaintext keeps the pod's address",
+                        "pod=%s", pod->uid);
+    } else if (rc < 0) {
         GM_LOG_WARN("proxy", "cannot keep the client's source address: using the pod's",
                     "pod=%s error=\"%s\"", pod->uid, strerror(-rc));
         pod->keep_source = false;
