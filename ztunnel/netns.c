@@ -277,7 +277,7 @@ size_t zt_capture_rules(bool install, char *buf, size_t len)
                      "table ip gammamesh_reply {\n"
                      "  chain output {\n"
                      "    type route hook output priority -150; policy accept;\n"
-                     "    meta mark 0x%x oifname \"lo\" ct mark set 0x%x return\n"
+                     "    meta mark 0x%x oif \"lo\" ct state new ct mark set 0x%x return\n"
                      "    ct direction reply ct mark 0x%x meta mark set 0x%x\n"
                      "  }\n"
                      "}\n",
