@@ -161,7 +161,7 @@ static void on_rules_installed(void *ctx, int status)
             gm_workers_post(&pod->owner->zt->workers.v[i], zt_proxy_source_ready,
                             gm_xstrdup(pod->uid));
     GM_LOG_INFO("capture", "pod captured", "pod=%s/%s netns=%s source=%s", pod->namespace,
-                pod->name, pod->netns, pod->reply_routing ? "preserved" : "pod");
+                pod->name, pod->netns, pod->reply_routing ? "client" : "pod");
 }
 
 static void start_pod(struct zt_pods *p, struct zt_pod *pod)
@@ -311,10 +311,11 @@ json_t *zt_pods_dump(const struct zt_pods *p)
 
     for (size_t i = 0; i < p->n; i++) {
         const struct zt_pod *pod = p->v[i];
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "uid", pod->uid,
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "uid", pod->uid,
                                              "pod", pod->name, "namespace", pod->namespace, "netns",
                                              pod->netns, "state", state_names[pod->state],
-                                             "attempts", pod->attempts));
+                                             "attempts", pod->attempts, "source",
+                                             pod->reply_routing ? "client" : "pod"));
         if (pod->error[0])
             json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "error",
                                 json_string(pod->error));

@@ -1,6 +1,7 @@
 """L4 authorization on new and open connections, plaintext passthrough to pods outside the
 mesh, and no plaintext path into the mesh (demo lab plus a plain namespace)."""
 
+import json
 import uuid
 
 import pytest
@@ -322,6 +323,10 @@ def test_app_sees_the_client_address(lab, client, remote_b, plain_pods):
     res = lab.exec("plain/" + outsider["name"], "echo-client",
                    "http://%s:8080/src" % client["ip"], timeout=30)
     assert seen_ip(res) == outsider["ip"], "on the inbound plaintext path"
+    status, body = lab.http_get(remote_b["node"], 15000, "/config_dump")
+    assert status == 200, status
+    pods = {(p["namespace"], p["pod"]): p for p in json.loads(body)["pods"]}
+    assert pods[("demo", remote_b["name"])]["source"] == "client", pods
 
 
 # One HTTP/1.1 GET from a fixed source port; prints the response's status line and IP= line.
