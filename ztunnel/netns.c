@@ -332,6 +332,7 @@ int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, zt_r
 
     snprintf(nsarg, sizeof(nsarg), "--net=%s", netns_path);
     size_t n = zt_capture_rules(install, r->rules, sizeof(r->rules));
+    GM_ASSERT(n > 0 && n < sizeof(r->rules)); /* the ruleset is fixed text: never truncated */
     r->cb = cb;
     r->ctx = ctx;
     uv_pipe_init(loop, &r->in, 0);
