@@ -139,24 +139,42 @@ def services(admin):
     return dump, sorted(s["name"] for s in dump["snapshot"]["services"])
 
 
-def test_running_daemon(prog, extra):
-    base = random.randint(20000, 40000)
-    admin = "http://127.0.0.1:%d" % base
-    metrics = "http://127.0.0.1:%d" % (base + 1)
-    ready = "http://127.0.0.1:%d" % (base + 2)
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "svc.yaml")
-        with open(path, "w") as fh:
-            fh.write(SVC % ("one", 1))
+def start_daemon(prog, d, extra):
+    """Start prog on three fixed ports below the ephemeral range (so no outgoing connection of a
+    test running beside it holds one), and pick other ports when one is taken anyway. Returns
+    (process, base port) once it answers /healthz/ready, or (process, None)."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(5):
+        base = random.randint(10000, max(10001, low - 4))
         p = subprocess.Popen([prog, "--config-dir", d, "--node-name", "n1",
                               "--admin-addr", "127.0.0.1:%d" % base,
                               "--metrics-addr", "127.0.0.1:%d" % (base + 1),
                               "--ready-addr", "127.0.0.1:%d" % (base + 2), "--workers", "1"]
                              + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready = "http://127.0.0.1:%d/healthz/ready" % (base + 2)
+        if wait_for(lambda: p.poll() is not None or get(ready)[0] == 200, 10) and \
+                p.poll() is None:
+            return p, base
+        if p.poll() is None:
+            return p, None  # running but never ready: a real failure
+        if "address already in use" not in p.stdout.read():
+            return p, None
+    return p, None
+
+
+def test_running_daemon(prog, extra):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "svc.yaml")
+        with open(path, "w") as fh:
+            fh.write(SVC % ("one", 1))
+        p, base = start_daemon(prog, d, extra)
+        admin = "http://127.0.0.1:%d" % (base or 0)
+        metrics = "http://127.0.0.1:%d" % ((base or 0) + 1)
         name = os.path.basename(prog)
         try:
-            check(wait_for(lambda: get(ready + "/healthz/ready")[0] == 200, 10),
-                  "%s becomes ready" % name)
+            check(base is not None, "%s becomes ready" % name)
+            if base is None:
+                return
             check(services(admin)[1] == ["one"], "%s loads the directory" % name)
             with open(path + ".tmp", "w") as fh:
                 fh.write(SVC % ("one", 1) + "---\n" + SVC % ("two", 2))
