@@ -8,8 +8,6 @@
 #include "gammamesh/hbone.h"
 #include "gammamesh/tls_stream.h"
 
-#define HBONE_CHUNK       262144 /* largest queue chunk: what one socket read brings (reserve) */
-#define HBONE_CHUNK_SMALL 16384  /* a chunk for a small copied write */
 /* A chunk's bytes start after room for a DATA frame header, so its first frame is sent in place
  * (header and payload as one TLS record, no copy); each later frame's header overwrites the last
  * 9 bytes of the frame before it, which TLS has already taken. */
@@ -17,6 +15,11 @@
 #define HBONE_RESERVE_MIN 4096 /* gm_hbone_stream_reserve(): a tail with less room is not used */
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
 #define HBONE_DATA_MAX  (16384 - 9)
+/* Largest queue chunk, what one socket read brings (reserve): 16 whole frames and the headroom
+ * (about 256 KiB). A full chunk leaves as 16 full records; a chunk of 256 KiB would end in a
+ * 135-byte frame, its own tiny record and often its own write(2) and packet. */
+#define HBONE_CHUNK       (HBONE_HEADROOM + 16 * HBONE_DATA_MAX)
+#define HBONE_CHUNK_SMALL 16384 /* a chunk for a small copied write */
 #define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
 /* Server: how long a 2xx may wait to travel with the first upstream bytes (see
  * hbone_server_respond_flush()). */
