@@ -14,13 +14,13 @@
 #define HBONE_HEADROOM    9
 #define HBONE_RESERVE_MIN 4096 /* gm_hbone_stream_reserve(): a tail with less room is not used */
 /* DATA payload per frame: 16384-byte TLS records minus the 9-byte frame header. */
-#define HBONE_DATA_MAX  (16384 - 9)
+#define HBONE_DATA_MAX (16384 - 9)
 /* Largest queue chunk, what one socket read brings (reserve): 16 whole frames and the headroom
  * (about 256 KiB). A full chunk leaves as 16 full records; a chunk of 256 KiB would end in a
  * 135-byte frame, its own tiny record and often its own write(2) and packet. */
 #define HBONE_CHUNK       (HBONE_HEADROOM + 16 * HBONE_DATA_MAX)
 #define HBONE_CHUNK_SMALL 16384 /* a chunk for a small copied write */
-#define HBONE_OUT_CHUNK 65536 /* output coalescing: four whole TLS records per write */
+#define HBONE_OUT_CHUNK   65536 /* output coalescing: four whole TLS records per write */
 /* Server: how long a 2xx may wait to travel with the first upstream bytes (see
  * hbone_server_respond_flush()). */
 #define HBONE_RESPOND_DEFER_MS 1
