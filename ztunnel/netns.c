@@ -196,9 +196,21 @@ int zt_netns_reply_routing(int nsfd, int self_fd)
         return rc;
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     rc = fd < 0 ? -errno : 0;
+    /* The app's accepted sockets take the mark of the daemon's SYN, so their route (through the
+     * reply table) is looked up once and cached, not redone for every reply packet. Best
+     * effort: where /proc/sys is read-only, every reply is re-routed by its mark instead.
+     * /proc/sys/net shows the netns of the calling thread. */
+    int sfd = open("/proc/sys/net/ipv4/tcp_fwmark_accept", O_WRONLY | O_CLOEXEC);
+    bool fwmark = sfd >= 0 && write(sfd, "1", 1) == 1;
+    int fwmark_err = fwmark ? 0 : errno;
+    if (sfd >= 0)
+        close(sfd);
     leave(nsfd, self_fd);
     if (rc < 0)
         return rc;
+    if (!fwmark)
+        GM_LOG_DEBUG("capture", "tcp_fwmark_accept not set: replies are re-routed per packet",
+                     "error=\"%s\"", strerror(fwmark_err));
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     /* Route before rule: a marked packet never meets a rule pointing at an empty table. */
@@ -249,39 +261,43 @@ size_t zt_capture_rules(bool install, char *buf, size_t len)
     if (!install)
         n = snprintf(buf, len, "table ip gammamesh\ndelete table ip gammamesh\n");
     else
-        n = snprintf(buf, len,
-                     "table ip gammamesh\n"
-                     "delete table ip gammamesh\n"
-                     "table ip gammamesh {\n"
-                     "  chain output {\n"
-                     "    type nat hook output priority -100; policy accept;\n"
-                     "    meta mark 0x%x return\n"
-                     "    oifname \"lo\" return\n"
-                     "    ip daddr 127.0.0.0/8 return\n"
-                     "    meta l4proto tcp redirect to :15001\n"
-                     "  }\n"
-                     "  chain prerouting {\n"
-                     "    type nat hook prerouting priority -100; policy accept;\n"
-                     "    meta mark 0x%x return\n"
-                     "    iifname \"lo\" return\n"
-                     "    tcp dport 15008 return\n"
-                     "    meta l4proto tcp redirect to :15006\n"
-                     "  }\n"
-                     "}\n"
-                     /* Its own table, replaced here but never deleted: connections still open
-                      * when capture stops keep their replies. The daemon's connections to the
-                      * app leave through lo: conntrack remembers them and their reply packets
-                      * take the mark that routes them back (zt_netns_reply_routing). */
-                     "table ip gammamesh_reply\n"
-                     "delete table ip gammamesh_reply\n"
-                     "table ip gammamesh_reply {\n"
-                     "  chain output {\n"
-                     "    type route hook output priority -150; policy accept;\n"
-                     "    meta mark 0x%x oif \"lo\" ct state new ct mark set 0x%x return\n"
-                     "    ct direction reply ct mark 0x%x meta mark set 0x%x\n"
-                     "  }\n"
-                     "}\n",
-                     ZT_MARK, ZT_MARK, ZT_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK);
+        n = snprintf(
+            buf, len,
+            "table ip gammamesh\n"
+            "delete table ip gammamesh\n"
+            "table ip gammamesh {\n"
+            "  chain output {\n"
+            "    type nat hook output priority -100; policy accept;\n"
+            "    meta mark 0x%x return\n"
+            "    oifname \"lo\" return\n"
+            "    ip daddr 127.0.0.0/8 return\n"
+            "    meta l4proto tcp redirect to :15001\n"
+            "  }\n"
+            "  chain prerouting {\n"
+            "    type nat hook prerouting priority -100; policy accept;\n"
+            "    meta mark 0x%x return\n"
+            "    iifname \"lo\" return\n"
+            "    tcp dport 15008 return\n"
+            "    meta l4proto tcp redirect to :15006\n"
+            "  }\n"
+            "}\n"
+            /* Its own table, replaced here but never deleted: connections still open
+             * when capture stops keep their replies. The daemon's connections to the
+             * app leave through lo: conntrack remembers them and their reply packets
+             * take the mark that routes them back (zt_netns_reply_routing). The SYN
+             * carries the mark as well, so that the app's accepted socket takes it
+             * (tcp_fwmark_accept) and its packets need no re-routing. */
+            "table ip gammamesh_reply\n"
+            "delete table ip gammamesh_reply\n"
+            "table ip gammamesh_reply {\n"
+            "  chain output {\n"
+            "    type route hook output priority -150; policy accept;\n"
+            "    meta mark 0x%x oif \"lo\" ct state new ct mark set 0x%x meta mark set 0x%x "
+            "return\n"
+            "    ct direction reply ct mark 0x%x meta mark set 0x%x\n"
+            "  }\n"
+            "}\n",
+            ZT_MARK, ZT_MARK, ZT_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK);
     return n < 0 ? 0 : (size_t)n;
 }
 

@@ -327,6 +327,11 @@ def test_app_sees_the_client_address(lab, client, remote_b, plain_pods):
     assert status == 200, status
     pods = {(p["namespace"], p["pod"]): p for p in json.loads(body)["pods"]}
     assert pods[("demo", remote_b["name"])]["source"] == "client", pods
+    # The app's accepted sockets take the mark of ztunnel's SYN, so their replies are routed
+    # once per connection rather than once per packet.
+    res = lab.netns_run(remote_b["netns"], "sysctl", "-n", "net.ipv4.tcp_fwmark_accept",
+                        check=True)
+    assert res.stdout.strip() == "1", res.stdout
 
 
 # One HTTP/1.1 GET from a fixed source port; prints the response's status line and IP= line.
