@@ -247,8 +247,7 @@ static int submit_headers(struct gm_hbone_stream *s, int status, const struct gm
     return 0;
 }
 
-/* A deferred 2xx goes to nghttp2 now: the owner is about to send bytes or END_STREAM, is
- * resetting the stream, or the deferral ran out. */
+/* Frees the copied headers of a deferred 2xx. */
 void hbone_server_respond_free(struct gm_hbone_stream *s)
 {
     for (size_t i = 0; i < s->n_resp_hdrs; i++) {
@@ -260,6 +259,8 @@ void hbone_server_respond_free(struct gm_hbone_stream *s)
     s->n_resp_hdrs = 0;
 }
 
+/* A deferred 2xx goes to nghttp2 now: the owner is about to send bytes or END_STREAM, is
+ * resetting the stream, or the deferral ran out. */
 void hbone_server_respond_flush(struct gm_hbone_stream *s)
 {
     if (!s->resp_deferred)

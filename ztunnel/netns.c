@@ -188,6 +188,20 @@ static int reply_route(int fd)
     return nl_transact(fd, &r, 2);
 }
 
+/* The app's accepted sockets take the mark of the daemon's SYN, so their route (through the
+ * reply table) is looked up once and cached, not redone for every reply packet. Best effort:
+ * where /proc/sys is read-only, every reply is re-routed by its mark instead. Call inside the
+ * pod's netns: /proc/sys/net shows the netns of the calling thread. 0 or -errno. */
+static int fwmark_accept_on(void)
+{
+    int fd = open("/proc/sys/net/ipv4/tcp_fwmark_accept", O_WRONLY | O_CLOEXEC);
+    int rc = fd >= 0 && write(fd, "1", 1) == 1 ? 0 : -errno;
+
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int zt_netns_reply_routing(int nsfd, int self_fd)
 {
     int rc = enter(nsfd);
@@ -196,21 +210,13 @@ int zt_netns_reply_routing(int nsfd, int self_fd)
         return rc;
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     rc = fd < 0 ? -errno : 0;
-    /* The app's accepted sockets take the mark of the daemon's SYN, so their route (through the
-     * reply table) is looked up once and cached, not redone for every reply packet. Best
-     * effort: where /proc/sys is read-only, every reply is re-routed by its mark instead.
-     * /proc/sys/net shows the netns of the calling thread. */
-    int sfd = open("/proc/sys/net/ipv4/tcp_fwmark_accept", O_WRONLY | O_CLOEXEC);
-    bool fwmark = sfd >= 0 && write(sfd, "1", 1) == 1;
-    int fwmark_err = fwmark ? 0 : errno;
-    if (sfd >= 0)
-        close(sfd);
+    int fw = fwmark_accept_on();
     leave(nsfd, self_fd);
     if (rc < 0)
         return rc;
-    if (!fwmark)
+    if (fw < 0)
         GM_LOG_DEBUG("capture", "tcp_fwmark_accept not set: replies are re-routed per packet",
-                     "error=\"%s\"", strerror(fwmark_err));
+                     "error=\"%s\"", strerror(-fw));
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     /* Route before rule: a marked packet never meets a rule pointing at an empty table. */
