@@ -2,6 +2,8 @@
 mesh, and no plaintext path into the mesh (demo lab plus a plain namespace)."""
 
 import json
+import os
+import signal
 import uuid
 
 import pytest
@@ -376,3 +378,50 @@ def test_app_connection_never_reuses_the_captured_4_tuple(lab, client, plain_pod
             assert res["status"] == "HTTP/1.1 200 OK" and res["ip"] == outsider["ip"], res
     finally:
         lab.netns_run(client["netns"], "sysctl", "-qw", "%s=%s %s" % (rng, old[0], old[1]))
+
+
+def pod_capture_state(lab, pod):
+    """How many capture tables, reply tables and reply rules a pod's namespace holds."""
+    tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
+    rules = lab.netns_run(pod["netns"], "ip", "rule", "list", check=True).stdout
+    return {"capture": tables.count("table ip gammamesh"),
+            "reply": tables.count("table ip gammamesh_reply"),
+            "rule": sum(1 for l in rules.splitlines() if l.startswith("1337:"))}
+
+
+def test_crash_fails_closed_and_restart_recovers(lab, client, remote_b, tmp_path):
+    """SIGKILL the server node's ztunnel (a crash, an OOM kill): its open connections end at
+    once instead of hanging, the pod stays unreachable while no ztunnel runs (its rules stay,
+    so nothing reaches it in plaintext), and a new ztunnel started with the same command line
+    takes the pod back without piling up rules. Runs last in this module: the new ztunnel is
+    the test's own process from here on."""
+    old = lab.daemon("ztunnel-" + remote_b["node"])
+    assert old["alive"], old
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+    p, lines = open_long_lived(lab, client, remote_b["ip"], limit=60)
+    try:
+        os.kill(old["pid"], signal.SIGKILL)
+        assert_closed_soon(lines, "server node's ztunnel killed")
+    finally:
+        lab.stop(p)
+
+    # no ztunnel on that node: refused quickly, never answered by the app in plaintext
+    for i in range(3):
+        res = echo_once(lab, client["netns"], remote_b["ip"], 9090, "while-down-%d" % i)
+        assert not res["ok"] and res["received"] == "", res
+    outsider = lab.pods("plain", app="plain-echo")[0]
+    res = echo_once(lab, outsider["netns"], remote_b["ip"], 9090, "plaintext-while-down")
+    assert not res["ok"] and res["received"] == "", res
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+
+    lab.spawn(lab.node_netns(remote_b["node"]), *old["argv"], log=tmp_path / "ztunnel.log")
+    wait_for(lambda: lab.http_get(remote_b["node"], 15021, "/healthz/ready", timeout=2)[0] == 200,
+             15, what="the restarted ztunnel to be ready")
+    wait_for(lambda: echo_works(lab, client["netns"], remote_b["ip"]), 10,
+             what="the pod to be reachable through the restarted ztunnel")
+    res = lab.exec("demo/app=client", "echo-client", "http://%s:8080/after-restart" % remote_b["ip"],
+                   timeout=30)
+    assert "StatusCode=200" in res.stdout and "IP=%s" % client["ip"] in res.stdout, res.stdout
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+    log = (tmp_path / "ztunnel.log").read_text()
+    assert "pod captured" in log and remote_b["name"] in log, log[-2000:]
