@@ -1,5 +1,5 @@
 """Pod → Service VIP → pod through the real ztunnels on the demo lab: load balancing, TLS on the
-underlay, 1 GiB intact, half-close, 500 concurrent connections, metrics and access logs."""
+underlay, 1 GiB intact, half-close, 500 concurrent connections, metrics and access logs, opting a namespace out and back in."""
 
 import collections
 import json
@@ -307,3 +307,66 @@ def test_metrics_report_mtls_identities(lab, client, remote_b):
     except AssertionError:
         pytest.fail("metrics did not grow as expected:\nbefore %s\nafter  %s"
                     % (json.dumps(before), json.dumps(snapshot())))
+
+
+DEMO_NS_UNLABELLED = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+"""
+
+DEMO_NS_ENROLLED = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+  labels:
+    gammamesh.io/dataplane-mode: ambient
+"""
+
+
+def capture_of(lab, pod):
+    """What ztunnel has put in a pod: its capture table (the reply table is kept on purpose)
+    and its listeners; and whether its node's ztunnel lists it as captured."""
+    tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
+    ss = lab.netns_run(pod["netns"], "ss", "-Hltn", check=True).stdout
+    ports = sorted({int(l.split()[3].rsplit(":", 1)[1]) for l in ss.splitlines() if l.strip()})
+    status, body = lab.http_get(pod["node"], 15000, "/config_dump")
+    assert status == 200, status
+    listed = [p["pod"] for p in json.loads(body)["pods"]]
+    return {"table": "table ip gammamesh" in tables,
+            "listeners": [p for p in ports if p in (15001, 15006, 15008)],
+            "listed": pod["name"] in listed}
+
+
+def test_opt_out_releases_pods_and_opt_in_captures_them_again(lab, client, remote_b):
+    """Removing the namespace's label releases its pods (capture rules and listeners gone,
+    traffic flows without ztunnel); putting it back captures them again. Runs last in this
+    module (it changes the demo namespace, and restores it)."""
+    enrolled = {"table": True, "listeners": [15001, 15006, 15008], "listed": True}
+    released = {"table": False, "listeners": [], "listed": False}
+    assert capture_of(lab, remote_b) == enrolled
+
+    def opened(node, reporter):
+        return metric_sum(lab.metrics(node), "istio_tcp_connections_opened_total",
+                          reporter=reporter)
+
+    try:
+        lab.apply(DEMO_NS_UNLABELLED)
+        for pod in (client, remote_b):
+            wait_for(lambda: capture_of(lab, pod) == released, 10,
+                     what="%s to be released" % pod["name"])
+        before = opened(remote_b["node"], "destination")
+        assert echo_once(lab, client["netns"], remote_b["ip"], 9090, "plain-after-opt-out")["ok"]
+        assert opened(remote_b["node"], "destination") == before, \
+            "a released pod's traffic still went through ztunnel"
+    finally:
+        lab.apply(DEMO_NS_ENROLLED)
+    for pod in (client, remote_b):
+        wait_for(lambda: capture_of(lab, pod) == enrolled, 10,
+                 what="%s to be captured again" % pod["name"])
+    before = opened(remote_b["node"], "destination")
+    assert echo_once(lab, client["netns"], remote_b["ip"], 9090, "hbone-after-opt-in")["ok"]
+    wait_for(lambda: opened(remote_b["node"], "destination") > before, 10,
+             what="the connection after opting in to go through ztunnel")
