@@ -1,5 +1,6 @@
 """Pod → Service VIP → pod through the real ztunnels on the demo lab: load balancing, TLS on the
-underlay, 1 GiB intact, half-close, 500 concurrent connections, metrics and access logs, opting a namespace out and back in."""
+underlay, 1 GiB intact, half-close, 500 concurrent connections, metrics and access logs, and a
+namespace opting out of the mesh and back in."""
 
 import collections
 import json
