@@ -288,8 +288,8 @@ static int start_listener(struct gm_daemon *d, enum gm_daemon_listener which)
     add_routes(d, which, d->admin[which]);
     rc = gm_admin_listen(d->admin[which], addr);
     if (rc < 0)
-        GM_LOG_ERROR("daemon", "cannot listen", "listener=%s addr=%s error=\"%s\"", names[which],
-                     addr, uv_strerror(rc));
+        GM_LOG_ERROR("daemon", "cannot listen", "listener=%s addr=%s error=%s", names[which], addr,
+                     uv_strerror(rc));
     return rc;
 }
 
@@ -301,7 +301,7 @@ int gm_daemon_start(struct gm_daemon *d)
         return -EALREADY;
     rc = start_signals(d);
     if (rc < 0) {
-        GM_LOG_ERROR("daemon", "cannot handle signals", "error=\"%s\"", uv_strerror(rc));
+        GM_LOG_ERROR("daemon", "cannot handle signals", "error=%s", uv_strerror(rc));
         return rc;
     }
     for (int i = 0; i < GM_DAEMON__MAX; i++) {

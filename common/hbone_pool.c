@@ -66,7 +66,7 @@ static int on_pool_handshake(struct gm_hbone_conn *c, void *ctx)
     char why[256];
 
     if (gm_tls_check_peer(gm_hbone_conn_ssl(c), expected, 1, NULL, why, sizeof(why)) < 0) {
-        GM_LOG_WARN("pool", "peer identity refused", "expected=%s reason=\"%s\"", pc->dst_identity,
+        GM_LOG_WARN("pool", "peer identity refused", "expected=%s reason=%s", pc->dst_identity,
                     why);
         return -EPERM;
     }

@@ -96,8 +96,7 @@ void zt_inbound_plain_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream
     if (authorize(c, dst, why, sizeof(why)) < 0) {
         c->response_flags = "DENY";
         zt_conn_close(c, "denied by policy");
-        GM_LOG_DEBUG("authz", "plaintext connection denied", "dst=%s reason=\"%s\"", c->dst_addr,
-                     why);
+        GM_LOG_DEBUG("authz", "plaintext connection denied", "dst=%s reason=%s", c->dst_addr, why);
         return;
     }
     if (connect_app(w, c, dst, c->dst_port, NULL) < 0)
@@ -138,7 +137,7 @@ static int on_tunnel_handshake(struct gm_hbone_conn *hc, void *ctx)
     const char *td = zt_proxy_settings(t->w)->common.trust_domain;
 
     if (gm_tls_check_peer(ssl, NULL, 0, td, why, sizeof(why)) < 0) {
-        GM_LOG_WARN("inbound", "peer refused", "reason=\"%s\"", why);
+        GM_LOG_WARN("inbound", "peer refused", "reason=%s", why);
         return -EPERM;
     }
     int n = gm_tls_peer_identities(ssl, ids, GM_ARRAY_LEN(ids));
@@ -210,7 +209,7 @@ static int request_status(struct zt_inbound_tunnel *t, const struct gm_hbone_req
     if (!gm_ip_equal(&req->ip, &dst->ip))
         return 400; /* the tunnel must name the pod whose listener accepted it */
     if (authorize(c, dst, why, sizeof(why)) < 0) {
-        GM_LOG_DEBUG("authz", "tunnel denied", "peer=%s dst=%s reason=\"%s\"", t->peer_identity,
+        GM_LOG_DEBUG("authz", "tunnel denied", "peer=%s dst=%s reason=%s", t->peer_identity,
                      req->authority, why);
         return 401;
     }
@@ -331,7 +330,7 @@ void zt_inbound_recheck(struct zt_worker *w)
         char why[200];
         if (dst && authorize(c, dst, why, sizeof(why)) == 0)
             continue;
-        GM_LOG_INFO("authz", "open connection now denied: closing", "src=%s dst=%s reason=\"%s\"",
+        GM_LOG_INFO("authz", "open connection now denied: closing", "src=%s dst=%s reason=%s",
                     c->src_identity ? c->src_identity : "-", c->dst_addr,
                     dst ? why : "workload gone");
         c->response_flags = "DENY";

@@ -216,7 +216,7 @@ int zt_netns_reply_routing(int nsfd, int self_fd)
         return rc;
     if (fw < 0)
         GM_LOG_DEBUG("capture", "tcp_fwmark_accept not set: replies are re-routed per packet",
-                     "error=\"%s\"", strerror(-fw));
+                     "error=%s", strerror(-fw));
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     /* Route before rule: a marked packet never meets a rule pointing at an empty table. */

@@ -68,8 +68,8 @@ static void set_failed(struct zt_pod *pod, const char *what, int err)
 {
     pod->state = ZT_POD_FAILED;
     snprintf(pod->error, sizeof(pod->error), "%s: %s", what, strerror(err < 0 ? -err : err));
-    GM_LOG_WARN("capture", "pod capture failed", "pod=%s/%s error=\"%s\" attempt=%d",
-                pod->namespace, pod->name, pod->error, pod->attempts);
+    GM_LOG_WARN("capture", "pod capture failed", "pod=%s/%s error=%s attempt=%d", pod->namespace,
+                pod->name, pod->error, pod->attempts);
     if (!uv_is_active((uv_handle_t *)&pod->owner->retry))
         uv_timer_start(&pod->owner->retry, on_retry, 1000, 0);
 }
@@ -122,7 +122,7 @@ static int open_listeners(struct zt_pods *p, struct zt_pod *pod)
             GM_LOG_WARN("capture",
                         "no reply routing: the pod's app will see this pod's own address "
                         "as the source of inbound connections",
-                        "pod=%s/%s error=\"%s\"", pod->namespace, pod->name, strerror(-err));
+                        "pod=%s/%s error=%s", pod->namespace, pod->name, strerror(-err));
         pod->reply_routing = err == 0;
     }
     for (unsigned w = 0; w < nw; w++) {

@@ -103,7 +103,7 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
                         "pod=%s", pod->uid);
     } else if (rc < 0) {
         GM_LOG_WARN("proxy", "cannot keep the client's source address: using the pod's",
-                    "pod=%s error=\"%s\"", pod->uid, strerror(-rc));
+                    "pod=%s error=%s", pod->uid, strerror(-rc));
         pod->keep_source = false;
     }
     return fd;
