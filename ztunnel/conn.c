@@ -654,5 +654,9 @@ void zt_conn_start_relay(struct zt_conn *c)
         uv_timer_stop(&c->timer);
     resume_side(&c->down);
     resume_side(&c->up);
-    read_now(c, &c->down);
+    /* Once is enough: later data is the poll's to report (an outbound relay starts before
+     * the 200 and again on it, when a read now would find nothing and delay the reply). */
+    if (!c->relaying)
+        read_now(c, &c->down);
+    c->relaying = true;
 }

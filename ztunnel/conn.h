@@ -56,6 +56,7 @@ struct zt_conn {
     zt_conn_connected_cb connected_cb; /* runs when the up side's TCP connect completes */
     uv_timer_t timer;                  /* connect deadline, then idle timer */
     bool timer_open;
+    bool relaying; /* zt_conn_start_relay ran (again when an early relay gets its 200) */
     int pending_closes;
     bool closing;
     const char *error; /* first close reason; NULL = clean */
