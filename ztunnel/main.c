@@ -8,9 +8,13 @@
 
 #include "gammamesh/log.h"
 #include "identity.h"
+#include "netns.h"
 #include "proxy.h"
 #include "telemetry.h"
 #include "ztunnel.h"
+
+/* enum zt_ipv6, in order */
+static const char *const ipv6_choices[] = {"refuse", "passthrough", NULL};
 
 static const struct gm_setting zt_table[] = {
     GM_SETTINGS_COMMON(struct zt_settings, common),
@@ -65,6 +69,14 @@ static const struct gm_setting zt_table[] = {
      .def = "true",
      .help = "connect to the application from the client's IP (IP_TRANSPARENT), where the "
              "pod's reply routing could be installed"},
+    {.name = "ipv6",
+     .env = "GM_IPV6",
+     .type = GM_SETTING_ENUM,
+     .offset = offsetof(struct zt_settings, ipv6),
+     .def = "refuse",
+     .choices = ipv6_choices,
+     .help = "enrolled pods' IPv6 TCP, which is not captured: refuse (TCP reset; dual-stack "
+             "clients fall back to IPv4) or passthrough (plaintext, outside policy)"},
     {0},
 };
 
@@ -107,6 +119,7 @@ static json_t *on_dump(struct gm_daemon *d, void *ctx)
         conns += zt_proxy_open_conns(&zt->workers.v[i]);
     json_object_set_new(o, "node", json_string(zt->node));
     json_object_set_new(o, "pods", zt_pods_dump(&zt->pods));
+    json_object_set_new(o, "ipv6", json_string(zt_pods_ipv6_mode(&zt->pods)));
     json_object_set_new(o, "identity", zt_identity_dump(zt));
     json_object_set_new(o, "open_connections", json_integer(conns));
     json_object_set_new(o, "workers", json_integer(zt->workers.n));
@@ -202,8 +215,12 @@ static int run(struct zt *zt)
     }
     zt->workers_started = true;
     gm_control_start(&zt->control, zt->daemon, &zt->set.common, on_snapshot, zt);
-    GM_LOG_INFO("ztunnel", "started", "node=%s workers=%u config_dir=%s", zt->node, zt->workers.n,
-                zt->set.common.config_dir);
+    GM_LOG_INFO("ztunnel", "started", "node=%s workers=%u config_dir=%s ipv6=%s", zt->node,
+                zt->workers.n, zt->set.common.config_dir, zt_pods_ipv6_mode(&zt->pods));
+    if (zt->set.capture && (zt->pods.rule_flags & ZT_CAPTURE_IPV6) &&
+        zt->set.ipv6 == ZT_IPV6_PASSTHROUGH)
+        GM_LOG_WARN("ztunnel", "enrolled pods' IPv6 TCP passes outside the mesh",
+                    "setting=ipv6=passthrough");
     rc = gm_daemon_run(zt->daemon);
     gm_daemon_free(zt->daemon);
     return rc;

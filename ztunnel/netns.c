@@ -260,10 +260,39 @@ int zt_netns_bind_source(int fd, const struct sockaddr_in *src, uint16_t avoid_p
 
 /* ---- capture rules (nft) ---- */
 
-size_t zt_capture_rules(bool install, char *buf, size_t len)
-{
-    int n;
+/* IPv6 is not captured: with ZT_CAPTURE_REFUSE_IPV6 the pod's IPv6 TCP, other than on lo and
+ * the daemon's own, is reset in both directions. A reset, not a drop: dual-stack clients fall
+ * back to IPv4 at once, and IPv4 is captured, so nothing crosses the mesh in plaintext. */
+static const char ipv6_refuse[] =
+    "table ip6 gammamesh {\n"
+    "  chain output {\n"
+    "    type filter hook output priority 0; policy accept;\n"
+    "    meta mark 0x%x return\n"
+    "    oifname \"lo\" return\n"
+    "    tcp flags rst return\n" /* the resets the input chain sends */
+    "    meta l4proto tcp reject with tcp reset\n"
+    "  }\n"
+    "  chain input {\n"
+    "    type filter hook input priority 0; policy accept;\n"
+    "    iifname \"lo\" return\n"
+    "    meta l4proto tcp reject with tcp reset\n"
+    "  }\n"
+    "}\n";
 
+size_t zt_capture_rules(bool install, unsigned flags, char *buf, size_t len)
+{
+    int n, m = 0;
+
+    /* the IPv6 table goes first: on removal, and when IPv6 is let through, it is deleted */
+    if (flags & ZT_CAPTURE_IPV6) {
+        m = snprintf(buf, len, "table ip6 gammamesh\ndelete table ip6 gammamesh\n");
+        if (m > 0 && (size_t)m < len && install && (flags & ZT_CAPTURE_REFUSE_IPV6))
+            m += snprintf(buf + m, len - (size_t)m, ipv6_refuse, ZT_MARK);
+        if (m < 0 || (size_t)m >= len)
+            return 0;
+        buf += m;
+        len -= (size_t)m;
+    }
     if (!install)
         n = snprintf(buf, len, "table ip gammamesh\ndelete table ip gammamesh\n");
     else
@@ -304,14 +333,14 @@ size_t zt_capture_rules(bool install, char *buf, size_t len)
             "  }\n"
             "}\n",
             ZT_MARK, ZT_MARK, ZT_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK, ZT_REPLY_MARK);
-    return n < 0 ? 0 : (size_t)n;
+    return n < 0 || (size_t)n >= len ? 0 : (size_t)(m + n);
 }
 
 struct apply_req {
     uv_process_t proc;
     uv_pipe_t in;
     uv_write_t write;
-    char rules[2048];
+    char rules[4096];
     zt_rules_cb cb;
     void *ctx;
     int status;
@@ -343,8 +372,8 @@ static void on_rules_written(uv_write_t *w, int status)
     uv_close((uv_handle_t *)&r->in, on_apply_closed);
 }
 
-int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, zt_rules_cb cb,
-                     void *ctx)
+int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, unsigned flags,
+                     zt_rules_cb cb, void *ctx)
 {
     struct apply_req *r = gm_xcalloc(1, sizeof(*r));
     char nsarg[600];
@@ -353,7 +382,7 @@ int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, zt_r
     uv_process_options_t opts = {0};
 
     snprintf(nsarg, sizeof(nsarg), "--net=%s", netns_path);
-    size_t n = zt_capture_rules(install, r->rules, sizeof(r->rules));
+    size_t n = zt_capture_rules(install, flags, r->rules, sizeof(r->rules));
     GM_ASSERT(n > 0 && n < sizeof(r->rules)); /* the ruleset is fixed text: never truncated */
     r->cb = cb;
     r->ctx = ctx;

@@ -43,18 +43,25 @@ int zt_netns_reply_routing(int nsfd, int self_fd);
  * unchanged on failure. */
 int zt_netns_bind_source(int fd, const struct sockaddr_in *src, uint16_t avoid_port);
 
+/* zt_capture_rules flags. */
+enum {
+    ZT_CAPTURE_IPV6 = 1 << 0,        /* the kernel has IPv6: the ip6 table is managed */
+    ZT_CAPTURE_REFUSE_IPV6 = 1 << 1, /* install: reset the pod's IPv6 TCP (not captured) */
+};
+
 /* The nft ruleset that captures a pod's traffic: outbound TCP → 15001 except marked traffic,
- * inbound TCP → 15006 except port 15008; and the conntrack marking that routes the replies of
- * the daemon's connections to the app back to it. Written into buf; returns its length. */
-size_t zt_capture_rules(bool install, char *buf, size_t len);
+ * inbound TCP → 15006 except port 15008; the conntrack marking that routes the replies of
+ * the daemon's connections to the app back to it; and, by flags, the table that refuses the
+ * pod's IPv6 TCP. Written into buf; returns its length (0: it did not fit). */
+size_t zt_capture_rules(bool install, unsigned flags, char *buf, size_t len);
 
 typedef void (*zt_rules_cb)(void *ctx, int status);
 
 /* Apply (install) or remove the capture rules inside the netns, asynchronously: runs
  * `nsenter --net=PATH nft -f -` on the loop and calls cb with 0 or a negative error. The
  * callback never runs before this returns. */
-int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, zt_rules_cb cb,
-                     void *ctx);
+int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, unsigned flags,
+                     zt_rules_cb cb, void *ctx);
 
 /* "/run/netns/NAME" for a bare name, the path itself when absolute. */
 void zt_netns_path(const char *name_or_path, char *buf, size_t len);

@@ -42,6 +42,17 @@ void zt_pods_init(struct zt_pods *p, struct zt *zt)
     memset(p, 0, sizeof(*p));
     p->zt = zt;
     uv_timer_init(gm_daemon_loop(zt->daemon), &p->retry);
+    /* without IPv6 in the kernel there is no ip6 table to manage, nor IPv6 to refuse */
+    if (access("/proc/sys/net/ipv6", F_OK) == 0)
+        p->rule_flags =
+            ZT_CAPTURE_IPV6 | (zt->set.ipv6 == ZT_IPV6_REFUSE ? ZT_CAPTURE_REFUSE_IPV6 : 0);
+}
+
+const char *zt_pods_ipv6_mode(const struct zt_pods *p)
+{
+    if (!(p->rule_flags & ZT_CAPTURE_IPV6))
+        return "absent";
+    return p->rule_flags & ZT_CAPTURE_REFUSE_IPV6 ? "refused" : "passthrough";
 }
 
 static void pod_free(struct zt_pod *pod)
@@ -184,7 +195,8 @@ static void start_pod(struct zt_pods *p, struct zt_pod *pod)
     }
     zt_netns_path(pod->netns, path, sizeof(path));
     pod->busy = true;
-    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, true, on_rules_installed, pod);
+    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, true, p->rule_flags, on_rules_installed,
+                     pod);
 }
 
 static void on_rules_removed(void *ctx, int status)
@@ -215,7 +227,8 @@ static void stop_pod(struct zt_pods *p, struct zt_pod *pod)
     }
     zt_netns_path(pod->netns, path, sizeof(path));
     pod->busy = true;
-    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, false, on_rules_removed, pod);
+    zt_capture_apply(gm_daemon_loop(p->zt->daemon), path, false, p->rule_flags, on_rules_removed,
+                     pod);
 }
 
 static struct zt_pod *find(struct zt_pods *p, const char *uid)

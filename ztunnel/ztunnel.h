@@ -26,7 +26,12 @@ struct zt_settings {
     int64_t max_pods;            /* enrolled pods captured on this node */
     bool capture;                /* install capture rules in pod netns (off: listeners only) */
     bool preserve_source;        /* inbound: connect to the app from the client's IP */
+    int ipv6;                    /* enum zt_ipv6: what happens to enrolled pods' IPv6 TCP */
 };
+
+/* IPv6 is not captured yet. Enrolled pods' IPv6 TCP is refused (reset, so dual-stack clients
+ * fall back to the captured IPv4 at once) or, by choice, passes outside the mesh. */
+enum zt_ipv6 { ZT_IPV6_REFUSE = 0, ZT_IPV6_PASSTHROUGH };
 
 /* Ports in each enrolled pod's netns (DESIGN §3). */
 enum zt_listener {
@@ -44,6 +49,7 @@ struct zt_pods {
     struct zt_pod **v;
     size_t n, cap;
     uv_timer_t retry;
+    unsigned rule_flags; /* zt_capture_rules flags: IPv6 present, refused */
 };
 
 struct zt {
@@ -68,6 +74,8 @@ void zt_pods_init(struct zt_pods *p, struct zt *zt);
 void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s);
 bool zt_pods_ready(const struct zt_pods *p, char *reason, size_t len);
 json_t *zt_pods_dump(const struct zt_pods *p);
+/* What enrolled pods' IPv6 TCP meets: "refused", "passthrough", or "absent" (no IPv6). */
+const char *zt_pods_ipv6_mode(const struct zt_pods *p);
 /* Remove every pod's rules (asynchronously) and listeners: on drain and stop. */
 void zt_pods_stop_listening(struct zt_pods *p);
 void zt_pods_done(struct zt_pods *p);

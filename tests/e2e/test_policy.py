@@ -380,6 +380,74 @@ def test_app_connection_never_reuses_the_captured_4_tuple(lab, client, plain_pod
         lab.netns_run(client["netns"], "sysctl", "-qw", "%s=%s %s" % (rng, old[0], old[1]))
 
 
+# A TCP echo on [ADDR]:PORT that serves connections until killed; prints "listening".
+V6_ECHO = r"""
+import socket, sys, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+print("listening", flush=True)
+def serve(c):
+    with c:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return
+            c.sendall(b)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+
+def give_ipv6(lab, pod, k):
+    """An IPv6 link between a pod and its node (2001:2:0:K::/64, RFC 5180's benchmarking
+    prefix, on the pod's veth pair, inside the lab's namespaces): (pod address, node address,
+    the node side's veth)."""
+    link = lab.netns_run(pod["netns"], "ip", "-o", "link", "show", "eth0", check=True).stdout
+    peer_index = int(link.split("@if", 1)[1].split(":", 1)[0])
+    node = lab.node_netns(pod["node"])
+    node_links = lab.netns_run(node, "ip", "-o", "link", "show", check=True).stdout
+    veth = [l.split(": ")[1].split("@")[0] for l in node_links.splitlines()
+            if int(l.split(":", 1)[0]) == peer_index][0]
+    pod_ip, node_ip = "2001:2:0:%d::10" % k, "2001:2:0:%d::1" % k
+    lab.netns_run(pod["netns"], "ip", "-6", "addr", "add", pod_ip + "/64", "dev", "eth0", "nodad",
+                  check=True)
+    lab.netns_run(node, "ip", "-6", "addr", "add", node_ip + "/64", "dev", veth, "nodad",
+                  check=True)
+    return pod_ip, node_ip, veth
+
+
+def test_ipv6_tcp_of_enrolled_pods_is_refused(lab, client, plain_pods):
+    """IPv6 is not captured, so an enrolled pod's IPv6 TCP is reset both ways (no plaintext
+    side door; dual-stack clients fall back to IPv4 at once). The same links work for a pod
+    outside the mesh, which shows that the refusal is ztunnel's. (With GM_IPV6=passthrough
+    the enrolled pod's checks fail: both connections echo.)"""
+    status, body = lab.http_get(client["node"], 15000, "/config_dump")
+    assert status == 200 and json.loads(body)["ipv6"] == "refused", body[:300]
+    outsider = [p for p in plain_pods if p["node"] == client["node"]][0]
+    node = lab.node_netns(client["node"])
+    added = []
+    try:
+        for k, pod in ((1, client), (2, outsider)):
+            pod_ip, node_ip, veth = give_ipv6(lab, pod, k)
+            added.append((pod, pod_ip, node_ip, veth))
+            p = lab.spawn_piped(node, "/usr/bin/python3", "-c", V6_ECHO, node_ip, "9099")
+            assert Lines(p).next(10) == "listening"
+            out = echo_once(lab, pod["netns"], node_ip, 9099, "v6-out-%d" % k)
+            inn = echo_once(lab, node, pod_ip, 9090, "v6-in-%d" % k)
+            if pod is client:
+                for what, r in (("outbound", out), ("inbound", inn)):
+                    assert not r["ok"] and "ConnectionRefused" in (r["error"] or ""), (what, r)
+            else:
+                assert out["ok"] and inn["ok"], (out, inn)
+            lab.stop(p)
+    finally:
+        for pod, pod_ip, node_ip, veth in added:
+            lab.netns_run(pod["netns"], "ip", "-6", "addr", "del", pod_ip + "/64", "dev", "eth0")
+            lab.netns_run(node, "ip", "-6", "addr", "del", node_ip + "/64", "dev", veth)
+
+
 def pod_capture_state(lab, pod):
     """How many capture tables, reply tables and reply rules a pod's namespace holds."""
     tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")

@@ -328,7 +328,7 @@ metadata:
 
 
 def capture_of(lab, pod):
-    """What ztunnel has put in a pod: its capture table (the reply table is kept on purpose)
+    """What ztunnel has put in a pod: its capture tables (the reply table is kept on purpose)
     and its listeners; and whether its node's ztunnel lists it as captured."""
     tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
     ss = lab.netns_run(pod["netns"], "ss", "-Hltn", check=True).stdout
@@ -337,6 +337,7 @@ def capture_of(lab, pod):
     assert status == 200, status
     listed = [p["pod"] for p in json.loads(body)["pods"]]
     return {"table": "table ip gammamesh" in tables,
+            "ipv6_table": "table ip6 gammamesh" in tables,
             "listeners": [p for p in ports if p in (15001, 15006, 15008)],
             "listed": pod["name"] in listed}
 
@@ -345,8 +346,9 @@ def test_opt_out_releases_pods_and_opt_in_captures_them_again(lab, client, remot
     """Removing the namespace's label releases its pods (capture rules and listeners gone,
     traffic flows without ztunnel); putting it back captures them again. Runs last in this
     module (it changes the demo namespace, and restores it)."""
-    enrolled = {"table": True, "listeners": [15001, 15006, 15008], "listed": True}
-    released = {"table": False, "listeners": [], "listed": False}
+    enrolled = {"table": True, "ipv6_table": True, "listeners": [15001, 15006, 15008],
+                "listed": True}
+    released = {"table": False, "ipv6_table": False, "listeners": [], "listed": False}
     assert capture_of(lab, remote_b) == enrolled
 
     def opened(node, reporter):
