@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conftest import (CLIENT_ID, DEMO, SERVICE_B_ID, Capture, echo_once, make_lab,
+from conftest import (CLIENT_ID, DEMO, SERVICE_B_ID, Capture, Lines, echo_once, make_lab,
                       metric_sum, wait_for)
 
 
@@ -221,6 +221,94 @@ def test_half_close_echo(lab, client, remote_b):
     assert res["eof"], "no EOF after the echo: %s" % res
     assert res["received"] == res["sent"] and res["intact"], \
         "through the tunnel the echo was cut short (the echo server alone passes): %s" % res
+
+
+# A receiver that accepts one connection and reads nothing until the file GO exists; then
+# reads to EOF and prints {"n": bytes, "sha256": …}.
+STALLED_SINK = r"""
+import hashlib, json, os, socket, sys, time
+port, go = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+while not os.path.exists(go):
+    time.sleep(0.05)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 20)
+    if not b:
+        break
+    n += len(b)
+    h.update(b)
+print(json.dumps({"n": n, "sha256": h.hexdigest()}), flush=True)
+"""
+
+# A sender that writes as fast as the connection takes until it has made no progress for 1 s;
+# prints {"stalled_at": bytes}; once the file FINISH exists, writes what it still holds,
+# shuts down and prints {"n": bytes, "sha256": …}.
+STALLED_SOURCE = r"""
+import hashlib, json, os, socket, sys, time
+host, port, finish = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port), timeout=10)
+s.setblocking(False)
+chunk = os.urandom(1 << 20)
+h, n, last = hashlib.sha256(), 0, time.monotonic()
+pending = b""
+while time.monotonic() - last < 1.0 and n < (4 << 30):
+    try:
+        k = s.send(chunk)
+    except BlockingIOError:
+        time.sleep(0.01)
+        continue
+    h.update(chunk[:k])
+    n += k
+    last = time.monotonic()
+print(json.dumps({"stalled_at": n}), flush=True)
+while not os.path.exists(finish):
+    time.sleep(0.05)
+s.setblocking(True)
+s.shutdown(socket.SHUT_WR)
+print(json.dumps({"n": n, "sha256": h.hexdigest()}), flush=True)
+"""
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
+
+
+def test_receiver_that_stops_reading_holds_the_sender(lab, client, remote_b, tmp_path):
+    """Back-pressure end to end: an application that stops reading stops its peer's writes
+    within the sockets' and tunnel's windows; the ztunnels do not buffer what it has not read
+    (RSS grows by less than 32 MiB each), and once it reads again every byte arrives, in
+    order."""
+    pids = [lab.daemon("ztunnel-" + n)["pid"] for n in (client["node"], remote_b["node"])]
+    go, finish = tmp_path / "go", tmp_path / "finish"
+    sink = lab.spawn_piped(remote_b["netns"], "/usr/bin/python3", "-c", STALLED_SINK, "9101",
+                           str(go))
+    sink_out = Lines(sink)
+    assert sink_out.next(10) == "listening"
+    before = [rss_kib(p) for p in pids]
+    source = lab.spawn_piped(client["netns"], "/usr/bin/python3", "-c", STALLED_SOURCE,
+                             remote_b["ip"], "9101", str(finish))
+    source_out = Lines(source)
+    stalled = source_out.next_json(60)
+    assert stalled is not None, "the sender never stalled"
+    grown = [rss_kib(p) - b for p, b in zip(pids, before)]
+    go.touch()
+    finish.touch()
+    sent = source_out.next_json(60)
+    got = sink_out.next_json(60)
+    lab.stop(source)
+    lab.stop(sink)
+    assert stalled["stalled_at"] < (256 << 20), \
+        "%d MiB went out before the sender stalled" % (stalled["stalled_at"] >> 20)
+    assert all(g < 32 << 10 for g in grown), \
+        "ztunnel RSS grew by %s KiB while the receiver did not read" % grown
+    assert sent and got and got == sent, (sent, got)
 
 
 # CONNS concurrent connections with selectors: each sends a line and waits for its echo; all
