@@ -867,3 +867,30 @@ void gm_log_emit(enum gm_log_level level, const char *sub, const char *msg, cons
     va_end(ap);
     write_line(atomic_load_explicit(&log_fd, memory_order_relaxed), line, n);
 }
+
+/* ---- rate-limited call sites ---- */
+
+bool gm_log_limit_take_at(struct gm_log_limit *l, uint64_t now_ms, unsigned *dropped)
+{
+    uint_fast64_t w = now_ms / GM_LOG_LIMIT_WINDOW_MS + 1; /* 0 is "never" */
+    uint_fast64_t cur = atomic_load_explicit(&l->window, memory_order_relaxed);
+
+    /* the first thread to see a new window resets its count (a race lets a line or two more) */
+    if (cur != w && atomic_compare_exchange_strong(&l->window, &cur, w))
+        atomic_store_explicit(&l->count, 0, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&l->count, 1, memory_order_relaxed) >= GM_LOG_LIMIT_LINES) {
+        atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+        return false;
+    }
+    *dropped = atomic_exchange_explicit(&l->dropped, 0, memory_order_relaxed);
+    return true;
+}
+
+bool gm_log_limit_take(struct gm_log_limit *l, unsigned *dropped)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return gm_log_limit_take_at(l, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                                dropped);
+}

@@ -434,6 +434,34 @@ size_t gm_metrics_evict(struct gm_metrics *reg, const char *const *match)
     return removed;
 }
 
+size_t gm_metrics_evict_if(struct gm_metrics *reg, gm_metrics_drop_fn drop, void *ctx)
+{
+    size_t removed = 0;
+
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->n; i++) {
+        struct gm_metric_family *fam = reg->fams[i];
+        size_t kept = 0;
+
+        pthread_mutex_lock(&fam->lock);
+        for (size_t k = 0; k < fam->n; k++) {
+            struct gm_metric *m = fam->series[k];
+
+            if (drop((const char *const *)fam->labels, (const char *const *)m->values,
+                     fam->n_labels, ctx)) {
+                gm_metrics_unref(m);
+                removed++;
+            } else {
+                fam->series[kept++] = m;
+            }
+        }
+        fam->n = kept;
+        pthread_mutex_unlock(&fam->lock);
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return removed;
+}
+
 /* ---- rendering ---- */
 
 /* Appends s with the escapes of a label value (quote too) or of HELP text (quote false). */

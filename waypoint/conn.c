@@ -344,8 +344,8 @@ void wp_conn_accept(struct wp_worker *w, struct gm_hbone_stream *s,
         return;
     }
     if (w->n_conns >= (unsigned)wp_worker_settings(w)->max_conns || w->draining) {
-        GM_LOG_WARN("conn", "refusing a connection", "reason=%s authority=%s",
-                    w->draining ? "draining" : "max-conns", req->authority);
+        GM_LOG_WARN_LIMITED("conn", "refusing a connection", "reason=%s authority=%s",
+                            w->draining ? "draining" : "max-conns", req->authority);
         gm_hbone_stream_respond(s, 503, NULL, 0);
         return;
     }

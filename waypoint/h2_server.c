@@ -269,7 +269,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
         h->rst_sent = 0;
     }
     if (++h->rst_sent > cap) {
-        GM_LOG_WARN("h2", "too many stream resets: GOAWAY", "peer=%s", h->c->peer_id);
+        GM_LOG_WARN_LIMITED("h2", "too many stream resets: GOAWAY", "peer=%s", h->c->peer_id);
         nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
     }
     return 0;

@@ -45,7 +45,7 @@ static int on_tunnel_handshake(struct gm_hbone_conn *hc, void *ctx)
     char why[256];
 
     if (gm_tls_check_peer(ssl, NULL, 0, td, why, sizeof(why)) < 0) {
-        GM_LOG_WARN("inbound", "peer refused", "reason=%s", why);
+        GM_LOG_WARN_LIMITED("inbound", "peer refused", "reason=%s", why);
         return -EPERM;
     }
     int n = gm_tls_peer_identities(ssl, ids, GM_ARRAY_LEN(ids));

@@ -123,7 +123,14 @@ static void on_tunnel_close(struct gm_hbone_conn *hc, enum gm_hbone_reason reaso
 
     GM_LOG_DEBUG("inbound", "tunnel closed", "peer=%s reason=%s", t->peer_identity,
                  gm_hbone_reason_name(reason));
+    /* refused before any stream: counted and logged (a peer closing early is neither) */
+    if (t->peer_identity[0] == '\0' &&
+        (reason == GM_HBONE_REASON_TLS_FAILED || reason == GM_HBONE_REASON_REJECTED ||
+         reason == GM_HBONE_REASON_HANDSHAKE_TIMEOUT))
+        zt_telemetry_tunnel_refused(t->w, local_workload(t->w, t->pod_uid), &t->peer_ip,
+                                    t->refused ? t->refused : gm_hbone_reason_name(reason));
     unlink_tunnel(t);
+    free(t->refused);
     free(t->pod_uid);
     free(t);
 }
@@ -137,7 +144,8 @@ static int on_tunnel_handshake(struct gm_hbone_conn *hc, void *ctx)
     const char *td = zt_proxy_settings(t->w)->common.trust_domain;
 
     if (gm_tls_check_peer(ssl, NULL, 0, td, why, sizeof(why)) < 0) {
-        GM_LOG_WARN("inbound", "peer refused", "reason=%s", why);
+        free(t->refused);
+        t->refused = gm_xstrdup(why);
         return -EPERM;
     }
     int n = gm_tls_peer_identities(ssl, ids, GM_ARRAY_LEN(ids));
@@ -147,6 +155,8 @@ static int on_tunnel_handshake(struct gm_hbone_conn *hc, void *ctx)
             return 0;
         }
     }
+    free(t->refused);
+    t->refused = gm_xstrdup("no identity in the trust domain");
     return -EPERM;
 }
 
@@ -289,7 +299,7 @@ void zt_inbound_hbone_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream
     int plen = sizeof(peer);
 
     if (ssl == NULL) {
-        GM_LOG_WARN("inbound", "no certificate for the pod: refusing", "pod=%s", pod->uid);
+        GM_LOG_WARN_LIMITED("inbound", "no certificate for the pod: refusing", "pod=%s", pod->uid);
         reject_accept(listener);
         return;
     }

@@ -96,6 +96,7 @@ static void on_snapshot(struct gm_control *c, struct gm_snapshot *s, void *ctx)
     for (unsigned i = 0; i < zt->workers.n; i++)
         gm_workers_post(&zt->workers.v[i], zt_proxy_recheck, NULL);
     zt_pods_reconcile(&zt->pods, s);
+    zt_telemetry_evict(gm_daemon_metrics(zt->daemon), s);
 }
 
 static bool on_ready(struct gm_daemon *d, void *ctx, char *reason, size_t len)

@@ -132,7 +132,8 @@ static void on_accept(uv_stream_t *l, int status)
     if (status < 0)
         return;
     if (w->n_conns >= (unsigned)w->zt->set.max_conns) {
-        GM_LOG_WARN("proxy", "max-conns reached: refusing a connection", "worker=%u", w->gw->index);
+        GM_LOG_WARN_LIMITED("proxy", "max-conns reached: refusing a connection", "worker=%u",
+                            w->gw->index);
         uv_tcp_t *tmp = gm_xmalloc(sizeof(*tmp));
         uv_tcp_init(l->loop, tmp);
         uv_accept(l, (uv_stream_t *)tmp);

@@ -30,6 +30,7 @@ struct zt_inbound_tunnel {
     struct gm_hbone_conn *conn;
     char *pod_uid;           /* the pod whose listener accepted */
     char peer_identity[300]; /* verified SPIFFE ID of the peer */
+    char *refused;           /* why the peer was refused after its handshake (owned), or NULL */
     struct gm_ip peer_ip;
     struct zt_inbound_tunnel *prev, *next;
 };
@@ -78,6 +79,10 @@ void zt_inbound_recheck(struct zt_worker *w);
 /* Access log and metrics for a connection that just closed (ztunnel/telemetry.c). */
 void zt_telemetry_conn_opened(struct zt_worker *w, struct zt_conn *c);
 void zt_telemetry_conn_closed(struct zt_worker *w, struct zt_conn *c);
+/* An inbound tunnel to pod `dst` (NULL: unknown) refused before any stream: its handshake
+ * failed or its peer was refused. Counted as a failed connection and logged (rate-limited). */
+void zt_telemetry_tunnel_refused(struct zt_worker *w, const struct gm_workload *dst,
+                                 const struct gm_ip *peer, const char *reason);
 
 /* Identity (ztunnel/identity.c): a reference to the certificate of spiffe_id (NULL + -errno on
  * failure), and the shared SSL contexts. Thread-safe. */

@@ -1,5 +1,8 @@
 /* Istio TCP metrics and one access-log line per connection, written at close. */
+#include <string.h>
+
 #include "gammamesh/log.h"
+#include "gammamesh/snapshot.h"
 #include "proxy.h"
 #include "telemetry.h"
 
@@ -37,6 +40,10 @@ int zt_telemetry_init(struct zt_metrics *m, struct gm_metrics *reg)
                  "Bytes sent toward the destination during TCP connections.", &m->sent);
     rc |= family(reg, "istio_tcp_received_bytes_total",
                  "Bytes received from the destination during TCP connections.", &m->received);
+    rc |= family(reg, "istio_tcp_connections_failed_total",
+                 "TCP connections that failed: refused by policy, their tunnel or their "
+                 "destination, or refused at the TLS handshake.",
+                 &m->failed);
     return rc ? -EINVAL : 0;
 }
 
@@ -91,6 +98,8 @@ void zt_telemetry_conn_closed(struct zt_worker *w, struct zt_conn *c)
 
     label_values(c, v);
     add(m->closed, v, 1);
+    if (strcmp(v[9], "-") != 0)
+        add(m->failed, v, 1);
     add(m->sent, v, (int64_t)sent);
     add(m->received, v, (int64_t)recv);
     GM_LOG(c->error ? GM_LOG_LEVEL_WARN : GM_LOG_LEVEL_INFO, "access", "connection complete",
@@ -106,4 +115,61 @@ void zt_telemetry_conn_closed(struct zt_worker *w, struct zt_conn *c)
            c->dst_identity && c->mtls ? c->dst_identity : "-", (unsigned long long)sent,
            (unsigned long long)recv, (unsigned long long)ms, c->mtls ? "true" : "false",
            c->response_flags ? c->response_flags : "-", c->error ? c->error : "-");
+}
+
+void zt_telemetry_tunnel_refused(struct zt_worker *w, const struct gm_workload *dst,
+                                 const struct gm_ip *peer, const char *reason)
+{
+    char addr[64] = "unknown";
+    const char *v[12] = {"destination",
+                         "unknown",
+                         "unknown",
+                         "unknown",
+                         dst ? or_unknown(dst->name) : "unknown",
+                         dst ? or_unknown(dst->namespace) : "unknown",
+                         dst ? or_unknown(dst->identity) : "unknown",
+                         "unknown",
+                         "tcp",
+                         "TLS_FAILURE",
+                         "unknown",
+                         NULL};
+
+    add(w->zt->metrics->failed, v, 1);
+    if (peer->family)
+        gm_ip_format(peer, addr, sizeof(addr));
+    GM_LOG_WARN_LIMITED("inbound", "tunnel refused at the handshake",
+                        "src.addr=%s dst.workload=%s dst.namespace=%s reason=%s", addr, v[4], v[5],
+                        reason);
+}
+
+/* A series names a workload that the snapshot no longer has: as source or as destination. */
+static bool names_gone_workload(const char *const *names, const char *const *values, size_t n,
+                                void *ctx)
+{
+    const struct gm_snapshot *s = ctx;
+    static const char *const pairs[2][2] = {
+        {"source_workload", "source_workload_namespace"},
+        {"destination_workload", "destination_workload_namespace"}};
+
+    for (size_t p = 0; p < 2; p++) {
+        const char *name = NULL, *ns = NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(names[i], pairs[p][0]) == 0)
+                name = values[i];
+            else if (strcmp(names[i], pairs[p][1]) == 0)
+                ns = values[i];
+        }
+        if (name && ns && strcmp(name, "unknown") != 0 && strcmp(ns, "unknown") != 0 &&
+            gm_snapshot_workload(s, ns, name) == NULL)
+            return true;
+    }
+    return false;
+}
+
+void zt_telemetry_evict(struct gm_metrics *reg, const struct gm_snapshot *s)
+{
+    size_t n = gm_metrics_evict_if(reg, names_gone_workload, (void *)s);
+
+    if (n > 0)
+        GM_LOG_DEBUG("telemetry", "series of deleted workloads evicted", "series=%zu", n);
 }

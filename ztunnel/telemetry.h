@@ -7,10 +7,17 @@
 #include "gammamesh/metrics.h"
 
 struct zt_metrics {
-    struct gm_metric_family *opened, *closed, *sent, *received;
+    struct gm_metric_family *opened, *closed, *sent, *received, *failed;
 };
 
 /* Register the families on reg; 0 or -EINVAL. */
 int zt_telemetry_init(struct zt_metrics *m, struct gm_metrics *reg);
+
+struct gm_snapshot;
+
+/* Drops the series whose source or destination workload is no longer in snapshot s, so that
+ * pod churn does not grow /metrics without bound (DESIGN §9). A connection still open when its
+ * workload left brings its series back when it closes; the next snapshot drops it again. */
+void zt_telemetry_evict(struct gm_metrics *reg, const struct gm_snapshot *s);
 
 #endif

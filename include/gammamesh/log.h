@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* Severity of a line, and a subsystem's threshold: a line is written iff level <= threshold. */
@@ -71,6 +72,42 @@ enum gm_log_format {
         if (gm_log_enabled((level), (sub)))                                                        \
             gm_log_emit((level), (sub), (msg), " " __VA_ARGS__);                                   \
     } while (0)
+
+/*
+ * A line that a peer can trigger once per connection or request (a refused handshake, an
+ * overload refusal) must not let a flood of them flood the log: GM_LOG_LIMITED writes at most
+ * GM_LOG_LIMIT_LINES lines per call site in each GM_LOG_LIMIT_WINDOW_MS window. The next line
+ * that goes out after some were dropped is preceded by one "similar lines suppressed" line
+ * (suppressed_msg=…, count=…). Arguments are evaluated only for lines that go out.
+ */
+#define GM_LOG_LIMIT_LINES     10
+#define GM_LOG_LIMIT_WINDOW_MS 10000
+
+struct gm_log_limit {
+    atomic_uint_fast64_t window; /* index of the current window */
+    atomic_uint count;           /* lines taken in it */
+    atomic_uint dropped;         /* lines dropped since the last one that went out */
+};
+
+/* True when a line may go out now; *dropped is then the number dropped since the last one. */
+bool gm_log_limit_take(struct gm_log_limit *l, unsigned *dropped);
+/* The same at a given monotonic time in ms (tests). */
+bool gm_log_limit_take_at(struct gm_log_limit *l, uint64_t now_ms, unsigned *dropped);
+
+#define GM_LOG_LIMITED(level, sub, msg, ...)                                                       \
+    do {                                                                                           \
+        static struct gm_log_limit gm_log_limit_;                                                  \
+        unsigned gm_log_dropped_;                                                                  \
+        if (gm_log_enabled((level), (sub)) &&                                                      \
+            gm_log_limit_take(&gm_log_limit_, &gm_log_dropped_)) {                                 \
+            if (gm_log_dropped_ > 0)                                                               \
+                gm_log_emit((level), (sub), "similar lines suppressed",                            \
+                            " suppressed_msg=%s count=%u", (msg), gm_log_dropped_);                \
+            gm_log_emit((level), (sub), (msg), " " __VA_ARGS__);                                   \
+        }                                                                                          \
+    } while (0)
+
+#define GM_LOG_WARN_LIMITED(sub, msg, ...) GM_LOG_LIMITED(GM_LOG_LEVEL_WARN, sub, msg, __VA_ARGS__)
 
 #define GM_LOG_ERROR(sub, msg, ...) GM_LOG(GM_LOG_LEVEL_ERROR, sub, msg, __VA_ARGS__)
 #define GM_LOG_WARN(sub, msg, ...)  GM_LOG(GM_LOG_LEVEL_WARN, sub, msg, __VA_ARGS__)

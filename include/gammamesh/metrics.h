@@ -26,6 +26,7 @@
 #ifndef GAMMAMESH_METRICS_H
 #define GAMMAMESH_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,6 +114,15 @@ int gm_metrics_remove(struct gm_metric_family *fam, const char *const *values);
  * that lack one of the labels are left alone. Returns the number of series removed.
  */
 size_t gm_metrics_evict(struct gm_metrics *reg, const char *const *match);
+
+/*
+ * Takes out of every family every series for which drop() is true. drop sees the family's
+ * label names and the series' values (n of each) and runs with the registry locked: it must
+ * not call into this registry. Returns the number of series removed.
+ */
+typedef bool (*gm_metrics_drop_fn)(const char *const *names, const char *const *values, size_t n,
+                                   void *ctx);
+size_t gm_metrics_evict_if(struct gm_metrics *reg, gm_metrics_drop_fn drop, void *ctx);
 
 /*
  * Appends the Prometheus text exposition (format 0.0.4) of every non-empty family to out.

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from conftest import (PEER, PYTHON, Capture, Lines, echo_once, make_ca, make_lab, mint_leaf,
-                      need, run, wait_for)
+                      metric_sum, need, run, wait_for)
 
 MANIFEST = """
 apiVersion: v1
@@ -238,6 +238,53 @@ def test_client_from_other_trust_domain_refused_at_tls(lab, pods, certs):
     assert res["tls_error"], "trust domain evil.local was not refused at TLS: %s" % res
     assert res["status"] is None and not res["server_spoke_h2"] and not res["received"], res
 
+
+# N TLS handshakes to HOST:PORT with CERT/KEY (CA for the server); prints how many failed.
+HANDSHAKES = r"""
+import socket, ssl, sys
+host, port, n, crt, key, ca = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:7]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.load_verify_locations(ca)
+ctx.load_cert_chain(crt, key)
+ctx.set_alpn_protocols(["h2"])
+failed = 0
+for _ in range(n):
+    try:
+        with ctx.wrap_socket(socket.create_connection((host, port), timeout=5)) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            if not s.recv(1):
+                failed += 1
+    except (OSError, ssl.SSLError):
+        failed += 1
+print(failed)
+"""
+
+
+def test_refused_peers_are_counted_and_do_not_flood_the_log(lab, pods, certs):
+    """A peer that a ztunnel refuses at the handshake (here: another trust domain) is counted in
+    istio_tcp_connections_failed_total (reporter=destination, response_flags=TLS_FAILURE) and
+    logged with its address and the reason, but at most 10 lines per 10 s: a peer may come
+    back as often as it likes without flooding the log."""
+    srv = pods["server"]
+    crt, key = certs["evil-td"]
+    line = 'msg="tunnel refused at the handshake"'
+
+    def failed():
+        return metric_sum(lab.metrics("node1"), "istio_tcp_connections_failed_total",
+                          reporter="destination", response_flags="TLS_FAILURE",
+                          destination_workload=srv["name"])
+    before_lines, before_failed = lab.log("ztunnel-node1").count(line), failed()
+    out = lab.py(pods["outsider"]["netns"], HANDSHAKES, srv["ip"], "15008", "40", crt, key,
+                 certs["ca"], timeout=120)
+    assert int(out.strip()) == 40, "some handshakes of another trust domain were accepted"
+    wait_for(lambda: failed() - before_failed >= 40, 10,
+             what="40 refused handshakes in istio_tcp_connections_failed_total")
+    log = lab.log("ztunnel-node1")
+    written = log.count(line) - before_lines
+    assert 1 <= written <= 2 * 10, "%d lines for 40 refusals" % written
+    last = [l for l in log.splitlines() if line in l][-1]
+    assert "src.addr=%s" % pods["outsider"]["ip"] in last and "reason=" in last, last
 
 def test_client_refuses_server_with_unexpected_identity(lab, pods, certs):
     """The peer expects another identity than the pod's: it must refuse before any HTTP/2,

@@ -398,6 +398,47 @@ def test_metrics_report_mtls_identities(lab, client, remote_b):
                     % (json.dumps(before), json.dumps(snapshot())))
 
 
+CHURN = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: churn
+  namespace: demo
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: churn}
+  template:
+    metadata:
+      labels: {app: churn}
+    spec:
+      serviceAccountName: service-b
+      containers:
+      - name: echo
+        image: registry.k8s.io/gateway-api/conformance/echo-advanced:v0.1.0
+        args: ["--port=8080", "--tcp=9090"]
+"""
+
+
+def test_metrics_of_deleted_workloads_are_evicted(lab, client):
+    """Pod churn must not grow /metrics without bound: once a workload is gone, the series that
+    name it go from both nodes' metrics (DESIGN §9)."""
+    lab.apply(CHURN)
+    pod = wait_for(lambda: [p for p in lab.pods("demo", app="churn") if p["ready"]], 30,
+                   what="the churn pod")[0]
+    assert echo_once(lab, client["netns"], pod["ip"], 9090, "churn")["ok"]
+    nodes = sorted({client["node"], pod["node"]})
+
+    def series():
+        return sum(1 for node in nodes for _, labels, _ in lab.metrics(node)
+                   if pod["name"] in (labels.get("destination_workload"),
+                                      labels.get("source_workload")))
+    wait_for(lambda: series() >= 2, 10, what="series naming the churn pod on both nodes")
+    lab.delete(CHURN)
+    wait_for(lambda: series() == 0, 15, what="the deleted pod's series to be evicted")
+    assert echo_once(lab, client["netns"], lab.vip("demo", "service-b"), 9090, "after")["ok"]
+
+
 DEMO_NS_UNLABELLED = """
 apiVersion: v1
 kind: Namespace

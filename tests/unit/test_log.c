@@ -333,6 +333,44 @@ static void test_format_names(void)
     CHECK_EQ_STR(gm_log_level_name(GM_LOG_LEVEL__MAX), "?");
 }
 
+/* A call site's budget: 10 lines per 10 s window; the next line out reports what was dropped. */
+static void test_limit(void)
+{
+    static struct gm_log_limit l;
+    unsigned dropped = 99, taken = 0;
+    int fds[2];
+    char buf[8192];
+    ssize_t n;
+
+    for (int i = 0; i < 25; i++)
+        taken += gm_log_limit_take_at(&l, 5000, &dropped);
+    CHECK_EQ_INT(taken, GM_LOG_LIMIT_LINES);
+    CHECK_EQ_INT(dropped, 0);
+    CHECK(!gm_log_limit_take_at(&l, 9999, &dropped)); /* same window */
+    CHECK(gm_log_limit_take_at(&l, 10000, &dropped)); /* the next one */
+    CHECK_EQ_INT(dropped, 16);
+    CHECK(gm_log_limit_take_at(&l, 10001, &dropped));
+    CHECK_EQ_INT(dropped, 0);
+
+    /* through the macro: 10 lines, then nothing (the window has not moved) */
+    CHECK_EQ_INT(pipe2(fds, O_NONBLOCK), 0);
+    gm_log_set_fd(fds[1]);
+    gm_log_reset();
+    evaluated = 0;
+    for (int i = 0; i < 30; i++)
+        GM_LOG_WARN_LIMITED("conn", "refused", "n=%d", count_eval(i));
+    CHECK(evaluated <= GM_LOG_LIMIT_LINES + 1); /* a window edge may let one batch more */
+    n = read(fds[0], buf, sizeof(buf) - 1);
+    CHECK(n > 0);
+    buf[n > 0 ? n : 0] = '\0';
+    CHECK(strstr(buf, "msg=\"refused\" n=0\n") != NULL);
+    CHECK(strstr(buf, "n=29") == NULL);
+    gm_log_set_fd(2);
+    gm_log_reset();
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void)
 {
     test_spec_errors();
@@ -344,5 +382,6 @@ int main(void)
     test_truncation();
     test_threads();
     test_format_names();
+    test_limit();
     return TEST_DONE();
 }

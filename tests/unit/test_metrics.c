@@ -240,6 +240,44 @@ static void test_evict(void)
     gm_metrics_free(reg);
 }
 
+/* evict_if: the predicate sees each family's names and each series' values */
+static bool drops_web2(const char *const *names, const char *const *values, size_t n, void *ctx)
+{
+    int *calls = ctx;
+
+    (*calls)++;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], "source_workload") == 0 && strcmp(values[i], "web-2") == 0)
+            return true;
+    return false;
+}
+
+static void test_evict_if(void)
+{
+    struct gm_metrics *reg = gm_metrics_new();
+    struct gm_metric_family *opened, *req;
+    struct gm_buf buf = {0};
+    int calls = 0;
+
+    opened = reg_family(reg, "opened_total", GM_METRIC_COUNTER, tcp_labels);
+    req = reg_family(reg, "requests_total", GM_METRIC_COUNTER, req_labels);
+    add(opened, (const char *[]){"source", "web-1", "db-1"}, 1);
+    add(opened, (const char *[]){"source", "web-2", "db-1"}, 1);
+    add(opened, (const char *[]){"destination", "web-2", "db-2"}, 1);
+    add(req, (const char *[]){"source", "200"}, 1);
+    CHECK_EQ_INT(gm_metrics_evict_if(reg, drops_web2, &calls), 2);
+    CHECK_EQ_INT(calls, 4);
+    CHECK_EQ_STR(render(reg, &buf),
+                 "# HELP opened_total help of x\n# TYPE opened_total counter\n"
+                 "opened_total{reporter=\"source\",source_workload=\"web-1\","
+                 "destination_workload=\"db-1\"} 1\n"
+                 "# HELP requests_total help of x\n# TYPE requests_total counter\n"
+                 "requests_total{reporter=\"source\",response_code=\"200\"} 1\n");
+    CHECK_EQ_INT(gm_metrics_evict_if(reg, drops_web2, &calls), 0);
+    gm_buf_done(&buf);
+    gm_metrics_free(reg);
+}
+
 #define THREADS 4
 #define ROUNDS  100000
 
@@ -311,6 +349,7 @@ int main(void)
     test_golden();
     test_register();
     test_evict();
+    test_evict_if();
     test_threads();
     return TEST_DONE();
 }
