@@ -382,9 +382,23 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Byte classes: BYTE_ESCAPE, not copied as-is inside a JSON string (control, '"', '\\', DEL,
+ * and bytes >= 0x80, which are checked as UTF-8); BYTE_QUOTE, makes a text value need quotes
+ * (also ' ' and '='). */
+enum { BYTE_ESCAPE = 1, BYTE_QUOTE = 2 };
+static const uint8_t byte_class[256] = {
+    [0x00 ... 0x1f] = BYTE_ESCAPE | BYTE_QUOTE,
+    [' '] = BYTE_QUOTE,
+    ['"'] = BYTE_ESCAPE | BYTE_QUOTE,
+    ['='] = BYTE_QUOTE,
+    ['\\'] = BYTE_ESCAPE | BYTE_QUOTE,
+    [0x7f] = BYTE_ESCAPE | BYTE_QUOTE,
+    [0x80 ... 0xff] = BYTE_ESCAPE,
+};
+
 static bool plain_ascii(unsigned char c)
 {
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    return !(byte_class[c] & BYTE_ESCAPE);
 }
 
 /*
@@ -533,6 +547,21 @@ static unsigned long long arg_unsigned(va_list *ap, enum len_mod len)
     }
 }
 
+/* Writes v in decimal at buf (room for 20 digits); returns the number of digits. */
+static size_t fmt_ulonglong(char *buf, unsigned long long v)
+{
+    char rev[20];
+    size_t n = 0;
+
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = rev[n - 1 - i];
+    return n;
+}
+
 /* Appends the decimal value of a '*' width or precision to spec. */
 static void spec_star(char *spec, size_t *sl, int v, bool width)
 {
@@ -581,6 +610,29 @@ static const char *fmt_conv(const char *f, va_list *ap, struct fbuf *out, bool *
     }
     f = parse_len(f, &len);
     *numeric = *f && strchr("diufFeEgG", *f);
+    /* the common plain conversions without printf: %s, %d, %i, %u (any integer length) */
+    if (sl == 1 && (*f == 's' || *f == 'd' || *f == 'i' || *f == 'u') &&
+        !(*f == 's' && len != LEN_NONE)) {
+        const char *src = tmp;
+        size_t k;
+
+        if (*f == 's') {
+            src = va_arg(*ap, const char *);
+            if (src == NULL)
+                src = "(null)";
+            k = strlen(src);
+        } else if (*f == 'u') {
+            k = fmt_ulonglong(tmp, arg_unsigned(ap, len));
+        } else {
+            long long v = arg_signed(ap, len);
+            unsigned long long mag = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+            tmp[0] = '-';
+            k = fmt_ulonglong(tmp + (v < 0), mag) + (v < 0);
+        }
+        fbuf_put(out, src, k);
+        return f + 1;
+    }
     switch (*f) {
     case 'd':
     case 'i':
@@ -707,10 +759,18 @@ static const char *kv_next(const char *f, va_list *ap, struct kv *kv)
         } else if (f[0] == '%' && f[1] != '%') {
             f = fmt_conv(f, ap, cur, &numeric);
             convs += cur == &kv->val;
-        } else {
-            fbuf_put(cur, f, 1);
+        } else if (f[0] == '%') {
+            fbuf_put(cur, f, 1); /* "%%" */
             literal |= cur == &kv->val;
-            f += f[0] == '%' ? 2 : 1;
+            f += f[1] ? 2 : 1;
+        } else {
+            size_t run = 1;
+
+            while (f[run] && f[run] != ' ' && f[run] != '%' && (f[run] != '=' || cur != &kv->key))
+                run++;
+            fbuf_put(cur, f, run);
+            literal |= cur == &kv->val;
+            f += run;
         }
     }
     kv->numeric =
@@ -718,29 +778,38 @@ static const char *kv_next(const char *f, va_list *ap, struct kv *kv)
     return f;
 }
 
-static bool needs_quotes(const char *s, size_t n)
+/* The union of the byte classes of s. */
+static unsigned byte_classes(const char *s, size_t n)
 {
-    if (n == 0)
-        return true;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c == '"' || c == '=' || c == '\\' || c == 0x7f)
-            return true;
-    }
-    return false;
+    const unsigned char *p = (const unsigned char *)s;
+    unsigned k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        k |= byte_class[p[i]];
+    return k;
+}
+
+/* Appends s as-is when nothing in it needs an escape (the common case), else escaped. */
+static void lb_put_text(struct lb *b, const char *s, size_t n, unsigned classes)
+{
+    if (classes & BYTE_ESCAPE)
+        lb_put_escaped(b, s, n);
+    else
+        lb_put_part(b, s, n);
 }
 
 static void put_text_kv(struct lb *b, const struct kv *kv)
 {
     lb_put(b, " ", 1);
-    lb_put_escaped(b, kv->key.p, kv->key.len);
+    lb_put_text(b, kv->key.p, kv->key.len, byte_classes(kv->key.p, kv->key.len));
     if (!kv->has_eq)
         return;
     lb_put(b, "=", 1);
-    if (needs_quotes(kv->val.p, kv->val.len))
+    unsigned k = byte_classes(kv->val.p, kv->val.len);
+    if (kv->val.len == 0 || (k & BYTE_QUOTE))
         lb_put_string(b, kv->val.p, kv->val.len);
     else
-        lb_put_escaped(b, kv->val.p, kv->val.len);
+        lb_put_text(b, kv->val.p, kv->val.len, k);
 }
 
 /* Writes one field whole, or rolls it back if its key or number does not fit. */
@@ -770,14 +839,31 @@ rollback:
 static void put_head(struct lb *b, enum gm_log_format fmt, const struct timespec *ts,
                      enum gm_log_level level, const char *sub, const char *msg)
 {
+    /* The date and time up to the second change once a second: each thread keeps its last. */
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char cached[48];
+    static _Thread_local int cached_len;
     char stamp[64];
-    struct tm tm;
     int n;
 
-    gmtime_r(&ts->tv_sec, &tm);
-    n = snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (long)(ts->tv_nsec / 1000000));
+    if (ts->tv_sec != cached_sec) {
+        struct tm tm;
+
+        gmtime_r(&ts->tv_sec, &tm);
+        cached_len = snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
+                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                              tm.tm_sec);
+        if (cached_len < 0 || (size_t)cached_len >= sizeof(cached))
+            cached_len = 0;
+        cached_sec = ts->tv_sec;
+    }
+    long ms = (long)(ts->tv_nsec / 1000000);
+    memcpy(stamp, cached, (size_t)cached_len);
+    stamp[cached_len] = (char)('0' + ms / 100 % 10);
+    stamp[cached_len + 1] = (char)('0' + ms / 10 % 10);
+    stamp[cached_len + 2] = (char)('0' + ms % 10);
+    stamp[cached_len + 3] = 'Z';
+    n = cached_len + 4;
     sub = sub ? sub : "-";
     msg = msg ? msg : "";
     if (fmt == GM_LOG_FORMAT_JSON) {

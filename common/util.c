@@ -171,8 +171,51 @@ int gm_ip_parse(const char *s, struct gm_ip *out)
     return -EINVAL;
 }
 
+/* Decimal digits of v (< 100000) at p; returns the position after them. */
+static char *put_dec(char *p, unsigned v)
+{
+    char rev[5];
+    int n = 0;
+
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < 5);
+    while (n > 0)
+        *p++ = rev[--n];
+    return p;
+}
+
+/* IPv4 without inet_ntop (which goes through sprintf): addresses are formatted per connection
+ * for the access log. "255.255.255.255" and ":65535" fit in 22 bytes. */
+static size_t format_v4(const uint8_t *a, int port, char *out)
+{
+    char *p = out;
+
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            *p++ = '.';
+        p = put_dec(p, a[i]);
+    }
+    if (port >= 0) {
+        *p++ = ':';
+        p = put_dec(p, (unsigned)port);
+    }
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
 const char *gm_ip_format(const struct gm_ip *ip, char *buf, size_t len)
 {
+    char v4[24];
+
+    if (ip->family == AF_INET && len > 0) {
+        size_t n = format_v4(ip->addr, -1, v4);
+        if (n < len) {
+            memcpy(buf, v4, n + 1);
+            return buf;
+        }
+    }
     if (ip->family == 0 || inet_ntop(ip->family, ip->addr, buf, (socklen_t)len) == NULL)
         snprintf(buf, len, "-");
     return buf;
@@ -182,6 +225,13 @@ const char *gm_ipport_format(const struct gm_ip *ip, int port, char *buf, size_t
 {
     char a[64];
 
+    if (ip->family == AF_INET && port >= 0 && port <= 65535 && len > 0) {
+        size_t n = format_v4(ip->addr, port, a);
+        if (n < len) {
+            memcpy(buf, a, n + 1);
+            return buf;
+        }
+    }
     gm_ip_format(ip, a, sizeof(a));
     snprintf(buf, len, ip->family == AF_INET6 ? "[%s]:%d" : "%s:%d", a, port);
     return buf;
