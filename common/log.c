@@ -850,9 +850,9 @@ static void put_head(struct lb *b, enum gm_log_format fmt, const struct timespec
         struct tm tm;
 
         gmtime_r(&ts->tv_sec, &tm);
-        cached_len = snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
-                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                              tm.tm_sec);
+        cached_len =
+            snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
         if (cached_len < 0 || (size_t)cached_len >= sizeof(cached))
             cached_len = 0;
         cached_sec = ts->tv_sec;
