@@ -5,6 +5,7 @@
 #define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
 #endif
 #include <netinet/in.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "gammamesh/log.h"
@@ -93,14 +94,23 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
 }
 
 /* W3C trace context: a fresh trace id and span id per tunnelled connection, sampled. */
-static void zt_traceparent(struct zt_worker *w, char *buf, size_t len)
+static void zt_traceparent(struct zt_worker *w, char buf[56])
 {
-    uint32_t r[6];
+    static const char hex[] = "0123456789abcdef";
+    char *p = buf;
 
-    for (int i = 0; i < 6; i++)
-        r[i] = zt_proxy_random(w);
-    snprintf(buf, len, "00-%08x%08x%08x%08x-%08x%08x-01", r[0], r[1], r[2], r[3] | 1, r[4],
-             r[5] | 1);
+    memcpy(p, "00-", 3);
+    p += 3;
+    for (int i = 0; i < 6; i++) {
+        uint32_t r = zt_proxy_random(w);
+        if (i == 3 || i == 5)
+            r |= 1; /* never all zero: trace and span IDs of zeros are invalid */
+        if (i == 4)
+            *p++ = '-';
+        for (int k = 7; k >= 0; k--)
+            *p++ = hex[(r >> (4 * k)) & 0xf];
+    }
+    memcpy(p, "-01", 4);
 }
 
 static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
@@ -109,8 +119,12 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
     char fwd[96], addr[64], trace[64], baggage[512];
     struct gm_hbone_stream *s = NULL;
 
-    snprintf(fwd, sizeof(fwd), "for=\"%s\"", c->src_addr);
-    zt_traceparent(w, trace, sizeof(trace));
+    const char *src_addr = c->src_addr ? c->src_addr : "unknown";
+    size_t an = strnlen(src_addr, sizeof(fwd) - 7);
+    memcpy(fwd, "for=\"", 5);
+    memcpy(fwd + 5, src_addr, an);
+    memcpy(fwd + 5 + an, "\"", 2);
+    zt_traceparent(w, trace);
     zt_baggage(src, baggage, sizeof(baggage));
     struct gm_hbone_header hdrs[] = {
         {"forwarded", 0, fwd, 0}, {"traceparent", 0, trace, 0}, {"baggage", 0, baggage, 0}};
