@@ -390,10 +390,48 @@ static bool series_matches(const struct gm_metric *m, const size_t *idx, const c
     return true;
 }
 
+/* Removes the series of fam for which drop() is true; called with the registry locked. */
+static size_t family_remove_if(struct gm_metric_family *fam,
+                               bool (*drop)(const struct gm_metric_family *fam,
+                                            const struct gm_metric *m, void *ctx),
+                               void *ctx)
+{
+    size_t kept = 0, removed = 0;
+
+    pthread_mutex_lock(&fam->lock);
+    for (size_t s = 0; s < fam->n; s++) {
+        struct gm_metric *m = fam->series[s];
+
+        if (drop(fam, m, ctx)) {
+            gm_metrics_unref(m);
+            removed++;
+        } else {
+            fam->series[kept++] = m;
+        }
+    }
+    fam->n = kept;
+    pthread_mutex_unlock(&fam->lock);
+    return removed;
+}
+
+struct match_ctx {
+    const size_t *idx;
+    const char *const *match;
+    size_t n;
+};
+
+static bool drop_matching(const struct gm_metric_family *fam, const struct gm_metric *m, void *ctx)
+{
+    const struct match_ctx *mc = ctx;
+
+    (void)fam;
+    return series_matches(m, mc->idx, mc->match, mc->n);
+}
+
 /* Removes the series of fam that match; called with the registry locked. */
 static size_t family_evict(struct gm_metric_family *fam, const char *const *match)
 {
-    size_t idx[GM_METRICS_LABELS_MAX], n = 0, kept = 0, removed = 0;
+    size_t idx[GM_METRICS_LABELS_MAX], n = 0;
 
     for (; match[2 * n] && match[2 * n + 1]; n++) {
         size_t i = 0;
@@ -405,20 +443,7 @@ static size_t family_evict(struct gm_metric_family *fam, const char *const *matc
     }
     if (n == 0)
         return 0;
-    pthread_mutex_lock(&fam->lock);
-    for (size_t s = 0; s < fam->n; s++) {
-        struct gm_metric *m = fam->series[s];
-
-        if (series_matches(m, idx, match, n)) {
-            gm_metrics_unref(m);
-            removed++;
-        } else {
-            fam->series[kept++] = m;
-        }
-    }
-    fam->n = kept;
-    pthread_mutex_unlock(&fam->lock);
-    return removed;
+    return family_remove_if(fam, drop_matching, &(struct match_ctx){idx, match, n});
 }
 
 size_t gm_metrics_evict(struct gm_metrics *reg, const char *const *match)
@@ -434,30 +459,26 @@ size_t gm_metrics_evict(struct gm_metrics *reg, const char *const *match)
     return removed;
 }
 
+struct user_drop {
+    gm_metrics_drop_fn fn;
+    void *ctx;
+};
+
+static bool drop_by_user(const struct gm_metric_family *fam, const struct gm_metric *m, void *ctx)
+{
+    const struct user_drop *u = ctx;
+
+    return u->fn((const char *const *)fam->labels, (const char *const *)m->values, fam->n_labels,
+                 u->ctx);
+}
+
 size_t gm_metrics_evict_if(struct gm_metrics *reg, gm_metrics_drop_fn drop, void *ctx)
 {
     size_t removed = 0;
 
     pthread_mutex_lock(&reg->lock);
-    for (size_t i = 0; i < reg->n; i++) {
-        struct gm_metric_family *fam = reg->fams[i];
-        size_t kept = 0;
-
-        pthread_mutex_lock(&fam->lock);
-        for (size_t k = 0; k < fam->n; k++) {
-            struct gm_metric *m = fam->series[k];
-
-            if (drop((const char *const *)fam->labels, (const char *const *)m->values,
-                     fam->n_labels, ctx)) {
-                gm_metrics_unref(m);
-                removed++;
-            } else {
-                fam->series[kept++] = m;
-            }
-        }
-        fam->n = kept;
-        pthread_mutex_unlock(&fam->lock);
-    }
+    for (size_t i = 0; i < reg->n; i++)
+        removed += family_remove_if(reg->fams[i], drop_by_user, &(struct user_drop){drop, ctx});
     pthread_mutex_unlock(&reg->lock);
     return removed;
 }
