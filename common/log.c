@@ -449,11 +449,32 @@ static void lb_put_string(struct lb *b, const char *s, size_t n)
         b->in_str = false;
 }
 
+/* Appends prefix (a JSON key and its colon) and s as a JSON string; the prefix and the opening
+ * quote go in together or not at all. */
+static void lb_put_field_string(struct lb *b, const char *prefix, const char *s, size_t n)
+{
+    char start[32];
+    size_t pl = strlen(prefix);
+
+    memcpy(start, prefix, pl);
+    start[pl] = '"';
+    lb_put(b, start, pl + 1);
+    if (b->full)
+        return;
+    b->in_str = true;
+    lb_put_escaped(b, s, n);
+    lb_put(b, "\"", 1);
+    if (!b->full)
+        b->in_str = false;
+}
+
 static size_t lb_finish(struct lb *b, enum gm_log_format fmt)
 {
     char *end = b->buf + b->len;
 
-    if (b->full) {
+    if (fmt == GM_LOG_FORMAT_JSON && b->len == 0) /* not even the head fitted */
+        end = stpcpy(end, "{\"truncated\":true");
+    else if (b->full) {
         end = stpcpy(end, b->in_str ? ELLIPSIS "\"" : fmt == GM_LOG_FORMAT_TEXT ? ELLIPSIS : "");
         if (fmt == GM_LOG_FORMAT_JSON)
             end = stpcpy(end, ",\"truncated\":true");
@@ -867,13 +888,25 @@ static void put_head(struct lb *b, enum gm_log_format fmt, const struct timespec
     sub = sub ? sub : "-";
     msg = msg ? msg : "";
     if (fmt == GM_LOG_FORMAT_JSON) {
-        lb_puts(b, "{\"ts\":\"");
-        lb_put(b, stamp, (size_t)n);
-        lb_puts(b, "\",\"level\":\"");
-        lb_puts(b, gm_log_level_name(level));
-        lb_puts(b, "\",\"sub\":");
-        lb_put_string(b, sub, strlen(sub));
-        lb_puts(b, ",\"msg\":");
+        /* Each piece goes in whole or not at all, so that a line cut short anywhere still
+         * ends as one well-formed object (lb_finish). */
+        char head[128];
+        const char *lv = gm_log_level_name(level);
+        size_t hl = 0, ll = strlen(lv);
+
+        memcpy(head, "{\"ts\":\"", 7);
+        hl = 7;
+        memcpy(head + hl, stamp, (size_t)n);
+        hl += (size_t)n;
+        memcpy(head + hl, "\",\"level\":\"", 11);
+        hl += 11;
+        memcpy(head + hl, lv, ll);
+        hl += ll;
+        head[hl++] = '"';
+        lb_put(b, head, hl);
+        lb_put_field_string(b, ",\"sub\":", sub, strlen(sub));
+        lb_put_field_string(b, ",\"msg\":", msg, strlen(msg));
+        return;
     } else {
         lb_puts(b, "ts=");
         lb_put(b, stamp, (size_t)n);
