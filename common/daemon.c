@@ -28,6 +28,7 @@ struct gm_daemon {
     struct gm_daemon_config cfg;
     uv_loop_t loop;
     struct gm_metrics *metrics;
+    struct gm_metric *m_log_unwritten, *m_log_suppressed; /* held: read at each scrape */
     struct gm_admin *admin[GM_DAEMON__MAX];
     uv_signal_t signals[3];
     bool signals_on;
@@ -144,6 +145,10 @@ static void on_metrics(const struct gm_admin_request *req, struct gm_admin_respo
 {
     struct gm_daemon *d = ctx;
 
+    if (d->m_log_unwritten)
+        gm_metrics_set(d->m_log_unwritten, (int64_t)gm_log_lines_unwritten());
+    if (d->m_log_suppressed)
+        gm_metrics_set(d->m_log_suppressed, (int64_t)gm_log_lines_suppressed());
     res->content_type = GM_METRICS_CONTENT_TYPE;
     if (gm_metrics_render(d->metrics, &res->body) < 0)
         res->overflow = true;
@@ -206,6 +211,26 @@ static void register_build_info(struct gm_daemon *d)
     gm_metrics_unref(m);
 }
 
+/* Log lines that never reached the sink, read from the logger at each scrape. */
+static void register_log_metrics(struct gm_daemon *d)
+{
+    static const char *const labels[] = {"reason", NULL};
+    struct gm_metric_family *fam;
+
+    if (gm_metrics_register(
+            d->metrics,
+            &(struct gm_metric_desc){.name = "gammamesh_log_lines_dropped_total",
+                                     .help = "Log lines not written: the sink refused them "
+                                             "(unwritable) or their call site was over its "
+                                             "rate limit (suppressed).",
+                                     .type = GM_METRIC_COUNTER,
+                                     .labels = labels},
+            &fam) < 0)
+        return;
+    d->m_log_unwritten = gm_metrics_get(fam, (const char *[]){"unwritable"});
+    d->m_log_suppressed = gm_metrics_get(fam, (const char *[]){"suppressed"});
+}
+
 static int apply_logging(const struct gm_common_settings *c)
 {
     gm_log_set_format(c->log_format == GM_LOG_FORMAT_JSON ? GM_LOG_FORMAT_JSON
@@ -241,6 +266,7 @@ int gm_daemon_new(const struct gm_daemon_config *cfg, struct gm_daemon **out)
     d->kick.data = d->deadline.data = d->grace.data = d;
     d->metrics = gm_metrics_new();
     register_build_info(d);
+    register_log_metrics(d);
     *out = d;
     return 0;
 }
@@ -446,6 +472,10 @@ void gm_daemon_free(struct gm_daemon *d)
     close_all(d);
     if (uv_loop_close(&d->loop) < 0)
         GM_LOG_WARN("daemon", "control loop still busy at exit");
+    if (d->m_log_unwritten)
+        gm_metrics_unref(d->m_log_unwritten);
+    if (d->m_log_suppressed)
+        gm_metrics_unref(d->m_log_suppressed);
     gm_metrics_free(d->metrics);
     free(d);
 }

@@ -957,6 +957,18 @@ size_t gm_log_render(char *buf, size_t cap, enum gm_log_format fmt, const struct
 }
 
 /* One write(2) per line; a partial write is finished, EINTR retried, anything else drops it. */
+static atomic_ullong lines_unwritten, lines_suppressed;
+
+unsigned long long gm_log_lines_unwritten(void)
+{
+    return atomic_load_explicit(&lines_unwritten, memory_order_relaxed);
+}
+
+unsigned long long gm_log_lines_suppressed(void)
+{
+    return atomic_load_explicit(&lines_suppressed, memory_order_relaxed);
+}
+
 static void write_line(int fd, const char *p, size_t n)
 {
     int saved = errno;
@@ -965,8 +977,10 @@ static void write_line(int fd, const char *p, size_t n)
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (w <= 0) {
+            atomic_fetch_add_explicit(&lines_unwritten, 1, memory_order_relaxed);
             break;
+        }
         p += w;
         n -= (size_t)w;
     }
@@ -999,6 +1013,7 @@ bool gm_log_limit_take_at(struct gm_log_limit *l, uint64_t now_ms, unsigned *dro
         atomic_store_explicit(&l->count, 0, memory_order_relaxed);
     if (atomic_fetch_add_explicit(&l->count, 1, memory_order_relaxed) >= GM_LOG_LIMIT_LINES) {
         atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lines_suppressed, 1, memory_order_relaxed);
         return false;
     }
     *dropped = atomic_exchange_explicit(&l->dropped, 0, memory_order_relaxed);

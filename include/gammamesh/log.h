@@ -89,6 +89,11 @@ struct gm_log_limit {
     atomic_uint dropped;         /* lines dropped since the last one that went out */
 };
 
+/* Lines the logger did not write: the sink refused them (a full non-blocking pipe, an error),
+ * or a GM_LOG_LIMITED call site was over its budget. Totals since start, any thread. */
+unsigned long long gm_log_lines_unwritten(void);
+unsigned long long gm_log_lines_suppressed(void);
+
 /* True when a line may go out now; *dropped is then the number dropped since the last one. */
 bool gm_log_limit_take(struct gm_log_limit *l, unsigned *dropped);
 /* The same at a given monotonic time in ms (tests). */

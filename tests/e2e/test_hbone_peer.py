@@ -265,7 +265,8 @@ def test_refused_peers_are_counted_and_do_not_flood_the_log(lab, pods, certs):
     """A peer that a ztunnel refuses at the handshake (here: another trust domain) is counted in
     istio_tcp_connections_failed_total (reporter=destination, response_flags=TLS_FAILURE) and
     logged with its address and the reason, but at most 10 lines per 10 s: a peer may come
-    back as often as it likes without flooding the log."""
+    back as often as it likes without flooding the log; what is held back is counted in
+    gammamesh_log_lines_dropped_total{reason="suppressed"}."""
     srv = pods["server"]
     crt, key = certs["evil-td"]
     line = 'msg="tunnel refused at the handshake"'
@@ -274,7 +275,11 @@ def test_refused_peers_are_counted_and_do_not_flood_the_log(lab, pods, certs):
         return metric_sum(lab.metrics("node1"), "istio_tcp_connections_failed_total",
                           reporter="destination", response_flags="TLS_FAILURE",
                           destination_workload=srv["name"])
+    def suppressed():
+        return metric_sum(lab.metrics("node1"), "gammamesh_log_lines_dropped_total",
+                          reason="suppressed")
     before_lines, before_failed = lab.log("ztunnel-node1").count(line), failed()
+    before_suppressed = suppressed()
     out = lab.py(pods["outsider"]["netns"], HANDSHAKES, srv["ip"], "15008", "40", crt, key,
                  certs["ca"], timeout=120)
     assert int(out.strip()) == 40, "some handshakes of another trust domain were accepted"
@@ -283,6 +288,8 @@ def test_refused_peers_are_counted_and_do_not_flood_the_log(lab, pods, certs):
     log = lab.log("ztunnel-node1")
     written = log.count(line) - before_lines
     assert 1 <= written <= 2 * 10, "%d lines for 40 refusals" % written
+    # what the limit held back is counted, so an operator sees that lines were dropped
+    assert suppressed() - before_suppressed >= 40 - written, (suppressed(), before_suppressed)
     last = [l for l in log.splitlines() if line in l][-1]
     assert "src.addr=%s" % pods["outsider"]["ip"] in last and "reason=" in last, last
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -365,9 +366,17 @@ static void test_limit(void)
     buf[n > 0 ? n : 0] = '\0';
     CHECK(strstr(buf, "msg=\"refused\" n=0\n") != NULL);
     CHECK(strstr(buf, "n=29") == NULL);
+    CHECK(gm_log_lines_suppressed() >= 30 - GM_LOG_LIMIT_LINES - 1);
+
+    /* a sink that refuses the line: counted, not retried, nothing blocks */
+    unsigned long long before = gm_log_lines_unwritten();
+    close(fds[0]);
+    signal(SIGPIPE, SIG_IGN);
+    GM_LOG_WARN("conn", "into a pipe with no reader");
+    CHECK_EQ_INT((int)(gm_log_lines_unwritten() - before), 1);
+    fds[0] = -1;
     gm_log_set_fd(2);
     gm_log_reset();
-    close(fds[0]);
     close(fds[1]);
 }
 
