@@ -19,6 +19,21 @@ struct start_args {
     void *ctx;
 };
 
+/* Puts tasks back at the head of the queue, for gm_workers_stop to drop. */
+static void requeue(struct gm_worker *w, struct gm_worker_task *t)
+{
+    struct gm_worker_task *last = t;
+
+    while (last->next)
+        last = last->next;
+    pthread_mutex_lock(&w->mu);
+    last->next = w->head;
+    w->head = t;
+    if (w->tail == NULL)
+        w->tail = last;
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void on_tasks(uv_async_t *a)
 {
     struct gm_worker *w = container_of(a, struct gm_worker, async);
@@ -29,6 +44,10 @@ static void on_tasks(uv_async_t *a)
     pthread_mutex_unlock(&w->mu);
     while (t) {
         struct gm_worker_task *next = t->next;
+        if (w->stopping) { /* what comes after the stop is dropped by gm_workers_stop */
+            requeue(w, t);
+            return;
+        }
         t->fn(w, t->arg);
         free(t);
         t = next;
@@ -120,6 +139,16 @@ void gm_workers_publish(struct gm_workers *ws, struct gm_snapshot *s)
         gm_workers_post(&ws->v[i], swap_snapshot, gm_snapshot_ref(s));
 }
 
+static void on_stop_grace(uv_timer_t *t)
+{
+    GM_LOG_DEBUG("workers", "handles still open after the stop grace: closing them");
+    uv_stop(t->loop);
+}
+
+/* on_stop starts closing the daemon's handles; the loop then runs until their close callbacks
+ * have run (so a connection finishes its close and frees what it owns), with neither the task
+ * handle nor the grace timer keeping it alive. A handle still open after the grace is closed
+ * by worker_main without its owner's callback. */
 static void stop_worker(struct gm_worker *w, void *arg)
 {
     w->stopping = true;
@@ -127,7 +156,10 @@ static void stop_worker(struct gm_worker *w, void *arg)
         w->pool->on_stop(w, w->pool->ctx);
     gm_snapshot_unref(w->snap);
     w->snap = NULL;
-    uv_stop(&w->loop);
+    uv_unref((uv_handle_t *)&w->async);
+    uv_timer_init(&w->loop, &w->grace);
+    uv_timer_start(&w->grace, on_stop_grace, GM_WORKER_STOP_GRACE_MS, 0);
+    uv_unref((uv_handle_t *)&w->grace);
 }
 
 void gm_workers_stop(struct gm_workers *ws)

@@ -15,11 +15,14 @@ typedef void (*gm_worker_fn)(struct gm_worker *w, void *arg);
 
 struct gm_worker_task;
 
+#define GM_WORKER_STOP_GRACE_MS 1000 /* a stopped worker waits this long for closes to finish */
+
 struct gm_worker {
     unsigned index;
     uv_loop_t loop;
     uv_thread_t thread;
     uv_async_t async;
+    uv_timer_t grace; /* bounds the wait for close callbacks once stopped */
     pthread_mutex_t mu;
     struct gm_worker_task *head, *tail; /* posted tasks, protected by mu */
     struct gm_snapshot *snap;           /* this worker's current snapshot (its own reference) */
