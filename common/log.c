@@ -437,20 +437,9 @@ static void lb_put_escaped(struct lb *b, const char *s, size_t n)
     }
 }
 
-static void lb_put_string(struct lb *b, const char *s, size_t n)
-{
-    lb_put(b, "\"", 1);
-    if (b->full)
-        return;
-    b->in_str = true;
-    lb_put_escaped(b, s, n);
-    lb_put(b, "\"", 1);
-    if (!b->full)
-        b->in_str = false;
-}
-
-/* Appends prefix (a JSON key and its colon) and s as a JSON string; the prefix and the opening
- * quote go in together or not at all. */
+/* Appends prefix (a JSON key and its colon, or nothing) and s as a quoted, escaped string; the
+ * prefix and the opening quote go in together or not at all, and a string cut short is closed
+ * by lb_finish. */
 static void lb_put_field_string(struct lb *b, const char *prefix, const char *s, size_t n)
 {
     char start[32];
@@ -466,6 +455,11 @@ static void lb_put_field_string(struct lb *b, const char *prefix, const char *s,
     lb_put(b, "\"", 1);
     if (!b->full)
         b->in_str = false;
+}
+
+static void lb_put_string(struct lb *b, const char *s, size_t n)
+{
+    lb_put_field_string(b, "", s, n);
 }
 
 static size_t lb_finish(struct lb *b, enum gm_log_format fmt)
