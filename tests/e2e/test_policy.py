@@ -453,6 +453,7 @@ def pod_capture_state(lab, pod):
     tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
     rules = lab.netns_run(pod["netns"], "ip", "rule", "list", check=True).stdout
     return {"capture": tables.count("table ip gammamesh"),
+            "ipv6_refusal": tables.count("table ip6 gammamesh"),
             "reply": tables.count("table ip gammamesh_reply"),
             "rule": sum(1 for l in rules.splitlines() if l.startswith("1337:"))}
 
@@ -461,11 +462,13 @@ def test_crash_fails_closed_and_restart_recovers(lab, client, remote_b, tmp_path
     """SIGKILL the server node's ztunnel (a crash, an OOM kill): its open connections end at
     once instead of hanging, the pod stays unreachable while no ztunnel runs (its rules stay,
     so nothing reaches it in plaintext), and a new ztunnel started with the same command line
-    takes the pod back without piling up rules. Runs last in this module: the new ztunnel is
-    the test's own process from here on."""
+    takes the pod back without piling up rules. The new one runs with GM_IPV6=passthrough: the
+    pod's IPv6 refusal table goes, and the setting shows in /config_dump and a warning. Runs
+    last in this module: the new ztunnel is the test's own process from here on."""
     old = lab.daemon("ztunnel-" + remote_b["node"])
     assert old["alive"], old
-    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "ipv6_refusal": 1, "reply": 1,
+                                                "rule": 1}
     p, lines = open_long_lived(lab, client, remote_b["ip"], limit=60)
     try:
         os.kill(old["pid"], signal.SIGKILL)
@@ -480,9 +483,13 @@ def test_crash_fails_closed_and_restart_recovers(lab, client, remote_b, tmp_path
     outsider = lab.pods("plain", app="plain-echo")[0]
     res = echo_once(lab, outsider["netns"], remote_b["ip"], 9090, "plaintext-while-down")
     assert not res["ok"] and res["received"] == "", res
-    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "ipv6_refusal": 1, "reply": 1,
+                                                "rule": 1}
 
-    lab.spawn(lab.node_netns(remote_b["node"]), *old["argv"], log=tmp_path / "ztunnel.log")
+    # the same command line; GM_IPV6=passthrough also checks that a changed setting is applied
+    # to a pod captured before (its IPv6 refusal table goes)
+    lab.spawn(lab.node_netns(remote_b["node"]), *old["argv"], log=tmp_path / "ztunnel.log",
+              env=dict(lab.env, GM_IPV6="passthrough"))
     wait_for(lambda: lab.http_get(remote_b["node"], 15021, "/healthz/ready", timeout=2)[0] == 200,
              15, what="the restarted ztunnel to be ready")
     wait_for(lambda: echo_works(lab, client["netns"], remote_b["ip"]), 10,
@@ -490,6 +497,10 @@ def test_crash_fails_closed_and_restart_recovers(lab, client, remote_b, tmp_path
     res = lab.exec("demo/app=client", "echo-client", "http://%s:8080/after-restart" % remote_b["ip"],
                    timeout=30)
     assert "StatusCode=200" in res.stdout and "IP=%s" % client["ip"] in res.stdout, res.stdout
-    assert pod_capture_state(lab, remote_b) == {"capture": 1, "reply": 1, "rule": 1}
+    assert pod_capture_state(lab, remote_b) == {"capture": 1, "ipv6_refusal": 0, "reply": 1,
+                                                "rule": 1}
+    status, body = lab.http_get(remote_b["node"], 15000, "/config_dump")
+    assert status == 200 and json.loads(body)["ipv6"] == "passthrough", body[:300]
     log = (tmp_path / "ztunnel.log").read_text()
     assert "pod captured" in log and remote_b["name"] in log, log[-2000:]
+    assert "IPv6 TCP passes outside the mesh" in log, log[-2000:]
