@@ -159,13 +159,25 @@ class Lab:
         return self.lab("down", timeout=120, check=False)
 
     def close(self):
-        """Finalizer: stop what the tests started in the lab, then bring the lab down."""
+        """Finalizer: stop what the tests started in the lab, keep the lab's logs (daemons and
+        pods) in the module's work dir, then bring the lab down."""
         for p in reversed(self.bg):
             kill_group(p)
         self.bg.clear()
+        self.keep_logs()
         res = self.down()
         if res.returncode != 0:
             print("lab down %s failed: %s" % (self.name, res.stderr))
+
+    def keep_logs(self):
+        """Copies the lab's log directory to <work dir>/lab-logs (pytest keeps the last runs'
+        work dirs), so that a failure can be read after `lab down` removed the run dir."""
+        src = Path("/run/gmlab-%s" % self.name) / "logs"
+        try:
+            if src.is_dir():
+                shutil.copytree(src, self.workdir / "lab-logs", dirs_exist_ok=True)
+        except OSError as e:
+            print("keeping the logs of lab %s failed: %s" % (self.name, e))
 
     # -- what is running ---------------------------------------------------------------------
 
