@@ -22,6 +22,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "gammamesh/util.h"
+
 #define LB_RESERVE 32  /* bytes kept for the ending of a line */
 #define KEY_MAX    256 /* bytes of one formatted key */
 #define ELLIPSIS   "\xe2\x80\xa6"
@@ -562,21 +564,6 @@ static unsigned long long arg_unsigned(va_list *ap, enum len_mod len)
     }
 }
 
-/* Writes v in decimal at buf (room for 20 digits); returns the number of digits. */
-static size_t fmt_ulonglong(char *buf, unsigned long long v)
-{
-    char rev[20];
-    size_t n = 0;
-
-    do {
-        rev[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = rev[n - 1 - i];
-    return n;
-}
-
 /* Appends the decimal value of a '*' width or precision to spec. */
 static void spec_star(char *spec, size_t *sl, int v, bool width)
 {
@@ -637,13 +624,13 @@ static const char *fmt_conv(const char *f, va_list *ap, struct fbuf *out, bool *
                 src = "(null)";
             k = strlen(src);
         } else if (*f == 'u') {
-            k = fmt_ulonglong(tmp, arg_unsigned(ap, len));
+            k = gm_fmt_u64(tmp, arg_unsigned(ap, len));
         } else {
             long long v = arg_signed(ap, len);
             unsigned long long mag = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
             tmp[0] = '-';
-            k = fmt_ulonglong(tmp + (v < 0), mag) + (v < 0);
+            k = gm_fmt_u64(tmp + (v < 0), mag) + (v < 0);
         }
         fbuf_put(out, src, k);
         return f + 1;
@@ -878,6 +865,7 @@ static void put_head(struct lb *b, enum gm_log_format fmt, const struct timespec
     stamp[cached_len + 1] = (char)('0' + ms / 10 % 10);
     stamp[cached_len + 2] = (char)('0' + ms % 10);
     stamp[cached_len + 3] = 'Z';
+    stamp[cached_len + 4] = '\0';
     n = cached_len + 4;
     sub = sub ? sub : "-";
     msg = msg ? msg : "";
@@ -885,18 +873,11 @@ static void put_head(struct lb *b, enum gm_log_format fmt, const struct timespec
         /* Each piece goes in whole or not at all, so that a line cut short anywhere still
          * ends as one well-formed object (lb_finish). */
         char head[128];
-        const char *lv = gm_log_level_name(level);
-        size_t hl = 0, ll = strlen(lv);
+        size_t hl = gm_str_join(head, sizeof(head),
+                                (const char *[]){"{\"ts\":\"", stamp, "\",\"level\":\"",
+                                                 gm_log_level_name(level), "\""},
+                                5);
 
-        memcpy(head, "{\"ts\":\"", 7);
-        hl = 7;
-        memcpy(head + hl, stamp, (size_t)n);
-        hl += (size_t)n;
-        memcpy(head + hl, "\",\"level\":\"", 11);
-        hl += 11;
-        memcpy(head + hl, lv, ll);
-        hl += ll;
-        head[hl++] = '"';
         lb_put(b, head, hl);
         lb_put_field_string(b, ",\"sub\":", sub, strlen(sub));
         lb_put_field_string(b, ",\"msg\":", msg, strlen(msg));
@@ -950,7 +931,6 @@ size_t gm_log_render(char *buf, size_t cap, enum gm_log_format fmt, const struct
     return n;
 }
 
-/* One write(2) per line; a partial write is finished, EINTR retried, anything else drops it. */
 static atomic_ullong lines_unwritten, lines_suppressed;
 
 unsigned long long gm_log_lines_unwritten(void)
@@ -963,6 +943,8 @@ unsigned long long gm_log_lines_suppressed(void)
     return atomic_load_explicit(&lines_suppressed, memory_order_relaxed);
 }
 
+/* One write(2) per line; a partial write is finished, EINTR retried, anything else drops it
+ * (and counts it). */
 static void write_line(int fd, const char *p, size_t n)
 {
     int saved = errno;

@@ -171,19 +171,44 @@ int gm_ip_parse(const char *s, struct gm_ip *out)
     return -EINVAL;
 }
 
-/* Decimal digits of v (< 100000) at p; returns the position after them. */
-static char *put_dec(char *p, unsigned v)
+size_t gm_fmt_u64(char *buf, uint64_t v)
 {
-    char rev[5];
-    int n = 0;
+    char rev[20];
+    size_t n = 0;
 
     do {
         rev[n++] = (char)('0' + v % 10);
         v /= 10;
-    } while (v && n < 5);
-    while (n > 0)
-        *p++ = rev[--n];
-    return p;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = rev[n - 1 - i];
+    return n;
+}
+
+char *gm_fmt_hex(char *out, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        *out++ = hex[p[i] >> 4];
+        *out++ = hex[p[i] & 0xf];
+    }
+    return out;
+}
+
+size_t gm_str_join(char *buf, size_t len, const char *const *parts, size_t n)
+{
+    size_t used = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t k = strlen(parts[i]);
+        if (k > len - 1 - used)
+            k = len - 1 - used;
+        memcpy(buf + used, parts[i], k);
+        used += k;
+    }
+    buf[used] = '\0';
+    return used;
 }
 
 /* IPv4 without inet_ntop (which goes through sprintf): addresses are formatted per connection
@@ -195,11 +220,11 @@ static size_t format_v4(const uint8_t *a, int port, char *out)
     for (int i = 0; i < 4; i++) {
         if (i)
             *p++ = '.';
-        p = put_dec(p, a[i]);
+        p += gm_fmt_u64(p, a[i]);
     }
     if (port >= 0) {
         *p++ = ':';
-        p = put_dec(p, (unsigned)port);
+        p += gm_fmt_u64(p, (uint64_t)port);
     }
     *p = '\0';
     return (size_t)(p - out);

@@ -38,17 +38,12 @@ static int put(struct gm_buf *out, const char *const *parts)
 /* "NAME: <decimal>\r\n" */
 static int put_number_field(struct gm_buf *out, const char *name, long long v)
 {
-    char num[24], *p = num + sizeof(num);
+    char num[24];
     unsigned long long mag = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
-    *--p = '\0';
-    do {
-        *--p = (char)('0' + mag % 10);
-        mag /= 10;
-    } while (mag);
-    if (v < 0)
-        *--p = '-';
-    return put(out, (const char *[]){name, ": ", p, "\r\n", NULL});
+    num[0] = '-';
+    num[(v < 0) + gm_fmt_u64(num + (v < 0), mag)] = '\0';
+    return put(out, (const char *[]){name, ": ", num, "\r\n", NULL});
 }
 
 static int fields(struct gm_buf *out, const struct gm_hlist *h)

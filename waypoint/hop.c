@@ -125,16 +125,14 @@ void wp_hop_uuid4(uint64_t a, uint64_t b, char out[37])
     }
     u[6] = (uint8_t)((u[6] & 0x0f) | 0x40); /* version 4 */
     u[8] = (uint8_t)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    static const char hex[] = "0123456789abcdef";
-    char *p = out;
-
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hex[u[i] >> 4];
-        *p++ = hex[u[i] & 0xf];
+    /* 8-4-4-4-12 hex digits: the byte groups 4, 2, 2, 2, 6 */
+    char *p = gm_fmt_hex(out, u, 4);
+    for (int i = 4; i < 10; i += 2) {
+        *p++ = '-';
+        p = gm_fmt_hex(p, u + i, 2);
     }
-    *p = '\0';
+    *p++ = '-';
+    *gm_fmt_hex(p, u + 10, 6) = '\0';
 }
 
 static bool id_ok(const struct gm_hfield *f)

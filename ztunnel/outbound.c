@@ -96,20 +96,18 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
 /* W3C trace context: a fresh trace id and span id per tunnelled connection, sampled. */
 static void zt_traceparent(struct zt_worker *w, char buf[56])
 {
-    static const char hex[] = "0123456789abcdef";
-    char *p = buf;
+    uint8_t id[24]; /* trace id (16 bytes), then span id (8) */
 
-    memcpy(p, "00-", 3);
-    p += 3;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 24; i += 4) {
         uint32_t r = zt_proxy_random(w);
-        if (i == 3 || i == 5)
-            r |= 1; /* never all zero: trace and span IDs of zeros are invalid */
-        if (i == 4)
-            *p++ = '-';
-        for (int k = 7; k >= 0; k--)
-            *p++ = hex[(r >> (4 * k)) & 0xf];
+        memcpy(id + i, &r, 4);
     }
+    id[15] |= 1; /* never all zero: trace and span ids of zeros are invalid */
+    id[23] |= 1;
+    memcpy(buf, "00-", 3);
+    char *p = gm_fmt_hex(buf + 3, id, 16);
+    *p++ = '-';
+    p = gm_fmt_hex(p, id + 16, 8);
     memcpy(p, "-01", 4);
 }
 
@@ -119,11 +117,8 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
     char fwd[96], addr[64], trace[64], baggage[512];
     struct gm_hbone_stream *s = NULL;
 
-    const char *src_addr = c->src_addr ? c->src_addr : "unknown";
-    size_t an = strnlen(src_addr, sizeof(fwd) - 7);
-    memcpy(fwd, "for=\"", 5);
-    memcpy(fwd + 5, src_addr, an);
-    memcpy(fwd + 5 + an, "\"", 2);
+    gm_str_join(fwd, sizeof(fwd),
+                (const char *[]){"for=\"", c->src_addr ? c->src_addr : "unknown", "\""}, 3);
     zt_traceparent(w, trace);
     zt_baggage(src, baggage, sizeof(baggage));
     struct gm_hbone_header hdrs[] = {

@@ -117,23 +117,13 @@ void zt_baggage(const struct gm_workload *wl, char *buf, size_t len)
 
     app = app ? app : gm_kvs_get(l, "app");
     version = version ? version : gm_kvs_get(l, "version");
-    /* once per connection: pieces copied rather than snprintf'd (cut short if len is) */
     const char *parts[] = {"k8s.namespace.name=", wl->namespace,
                            ",k8s.pod.name=",      wl->name,
                            ",service.name=",      app ? app : wl->name,
                            ",service.version=",   version ? version : "latest"};
-    size_t used = 0;
 
-    if (len == 0)
-        return;
-    for (size_t i = 0; i < GM_ARRAY_LEN(parts); i++) {
-        size_t n = strlen(parts[i]);
-        if (n > len - 1 - used)
-            n = len - 1 - used;
-        memcpy(buf + used, parts[i], n);
-        used += n;
-    }
-    buf[used] = '\0';
+    if (len > 0)
+        gm_str_join(buf, len, parts, GM_ARRAY_LEN(parts));
 }
 
 /* ---- listeners ---- */

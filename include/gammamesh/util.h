@@ -79,6 +79,15 @@ const char *gm_ipport_format(const struct gm_ip *ip, int port, char *buf, size_t
 /* Does ip lie within the CIDR "a.b.c.d/len" (or a bare address)? -EINVAL when cidr is bad. */
 int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr);
 
+/* Formatting without printf, for per-connection and per-request paths. */
+/* v in decimal at buf (room for 20 digits, no NUL); returns the number of digits. */
+size_t gm_fmt_u64(char *buf, uint64_t v);
+/* The n bytes at p as 2n lowercase hex digits at out (no NUL); returns the position after them. */
+char *gm_fmt_hex(char *out, const uint8_t *p, size_t n);
+/* parts[0..n) concatenated into buf, NUL-terminated and cut short to fit len (> 0); returns the
+ * length written. */
+size_t gm_str_join(char *buf, size_t len, const char *const *parts, size_t n);
+
 /* ASCII case-insensitive helpers. */
 bool gm_str_ieq(const char *a, const char *b);
 uint64_t gm_hash_str(const char *s);
