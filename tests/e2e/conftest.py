@@ -239,6 +239,10 @@ class Lab:
         return run(["ip", "netns", "exec", netns] + [str(a) for a in argv], timeout=timeout,
                    input=input, env=self.env, check=check)
 
+    def nft_tables(self, netns):
+        """The nft tables of a namespace, as `nft list tables` names them ("table ip x")."""
+        return self.netns_run(netns, "nft", "list", "tables", check=True).stdout.splitlines()
+
     def py(self, netns, code, *args, timeout=60, check=True):
         """Run Python code (Debian's python3) inside a network namespace; returns stdout."""
         res = self.netns_run(netns, PYTHON, "-c", code, *args, timeout=timeout, check=check)

@@ -450,7 +450,7 @@ def test_ipv6_tcp_of_enrolled_pods_is_refused(lab, client, plain_pods):
 
 def pod_capture_state(lab, pod):
     """How many capture tables, reply tables and reply rules a pod's namespace holds."""
-    tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
+    tables = lab.nft_tables(pod["netns"])
     rules = lab.netns_run(pod["netns"], "ip", "rule", "list", check=True).stdout
     return {"capture": tables.count("table ip gammamesh"),
             "ipv6_refusal": tables.count("table ip6 gammamesh"),

@@ -459,7 +459,7 @@ metadata:
 def capture_of(lab, pod):
     """What ztunnel has put in a pod: its capture tables (the reply table is kept on purpose)
     and its listeners; and whether its node's ztunnel lists it as captured."""
-    tables = lab.netns_run(pod["netns"], "nft", "list", "tables", check=True).stdout.split("\n")
+    tables = lab.nft_tables(pod["netns"])
     ss = lab.netns_run(pod["netns"], "ss", "-Hltn", check=True).stdout
     ports = sorted({int(l.split()[3].rsplit(":", 1)[1]) for l in ss.splitlines() if l.strip()})
     status, body = lab.http_get(pod["node"], 15000, "/config_dump")
@@ -480,25 +480,24 @@ def test_opt_out_releases_pods_and_opt_in_captures_them_again(lab, client, remot
     released = {"table": False, "ipv6_table": False, "listeners": [], "listed": False}
     assert capture_of(lab, remote_b) == enrolled
 
-    def opened(node, reporter):
-        return metric_sum(lab.metrics(node), "istio_tcp_connections_opened_total",
-                          reporter=reporter)
+    def opened():
+        return metric_sum(lab.metrics(remote_b["node"]), "istio_tcp_connections_opened_total",
+                          reporter="destination")
+
+    def settle(state, what):
+        for pod in (client, remote_b):
+            wait_for(lambda: capture_of(lab, pod) == state, 10, what=what % pod["name"])
 
     try:
         lab.apply(DEMO_NS_UNLABELLED)
-        for pod in (client, remote_b):
-            wait_for(lambda: capture_of(lab, pod) == released, 10,
-                     what="%s to be released" % pod["name"])
-        before = opened(remote_b["node"], "destination")
+        settle(released, "%s to be released")
+        before = opened()
         assert echo_once(lab, client["netns"], remote_b["ip"], 9090, "plain-after-opt-out")["ok"]
-        assert opened(remote_b["node"], "destination") == before, \
-            "a released pod's traffic still went through ztunnel"
+        assert opened() == before, "a released pod's traffic still went through ztunnel"
     finally:
         lab.apply(DEMO_NS_ENROLLED)
-    for pod in (client, remote_b):
-        wait_for(lambda: capture_of(lab, pod) == enrolled, 10,
-                 what="%s to be captured again" % pod["name"])
-    before = opened(remote_b["node"], "destination")
+    settle(enrolled, "%s to be captured again")
+    before = opened()
     assert echo_once(lab, client["netns"], remote_b["ip"], 9090, "hbone-after-opt-in")["ok"]
-    wait_for(lambda: opened(remote_b["node"], "destination") > before, 10,
+    wait_for(lambda: opened() > before, 10,
              what="the connection after opting in to go through ztunnel")
