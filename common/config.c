@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -267,12 +268,33 @@ static int refresh_file(struct gm_config_store *st, struct gm_config_file *f)
     return 1;
 }
 
+/* Where path is, or would go, in the sorted files. */
+static size_t file_slot(const struct gm_config_store *st, const char *path, bool *found)
+{
+    size_t lo = 0, hi = st->n_files;
+
+    *found = false;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->files[mid]->path, path);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static struct gm_config_file *find_file(struct gm_config_store *st, const char *path)
 {
-    for (size_t i = 0; i < st->n_files; i++)
-        if (strcmp(st->files[i]->path, path) == 0)
-            return st->files[i];
-    return NULL;
+    bool found;
+    size_t i = file_slot(st, path, &found);
+
+    return found ? st->files[i] : NULL;
 }
 
 int gm_config_store_scan(struct gm_config_store *st)
@@ -317,6 +339,83 @@ int gm_config_store_scan(struct gm_config_store *st)
     return changed;
 }
 
+int gm_config_store_put(struct gm_config_store *st, const char *key, const struct json_t *doc,
+                        struct gm_diags *problems)
+{
+    bool found;
+    size_t i = file_slot(st, key, &found);
+    struct gm_config_file *f;
+
+    if (found) {
+        f = st->files[i];
+    } else {
+        f = gm_xcalloc(1, sizeof(*f));
+        f->path = gm_xstrdup(key);
+        f->seen = true;
+        if (st->n_files == st->cap_files) {
+            st->cap_files = st->cap_files ? 2 * st->cap_files : 64;
+            st->files = gm_xrealloc(st->files, st->cap_files * sizeof(*st->files));
+        }
+        memmove(st->files + i + 1, st->files + i, (st->n_files - i) * sizeof(*st->files));
+        st->files[i] = f;
+        st->n_files++;
+    }
+    gm_diags_done(&f->diags);
+
+    struct content *c = gm_xcalloc(1, sizeof(*c));
+    struct gm_object *o = NULL;
+    atomic_init(&c->refs, 1);
+    gm_arena_init(&c->arena);
+    c->objs = GM_ARENA_ARRAY(&c->arena, const struct gm_object *, 1);
+    struct gm_ynode *root = gm_ynode_from_json(&c->arena, f->path, doc);
+    int rc = -EINVAL;
+    if (root == NULL) {
+        struct gm_loc loc = {.file = f->path};
+        gm_diags_add(&f->diags, GM_DIAG_ERROR, &loc, NULL, NULL,
+                     "object too large: deeper than 64 levels or more than 100000 nodes");
+    } else {
+        rc = gm_object_decode(&c->arena, root, &o, &f->diags);
+    }
+    if (problems)
+        gm_diags_extend(problems, &f->diags);
+    if (rc > 0) {
+        c->objs[c->n++] = o;
+    } else if (rc < 0) {
+        st->load_errors_total++;
+        if (f->good) { /* the last good version stays in effect */
+            content_unref(c);
+            return 0;
+        }
+    }
+    bool changed = c->n > 0 || (f->good && f->good->n > 0);
+    content_unref(f->good);
+    f->good = c;
+    if (changed) {
+        st->loads_total++;
+        st->generation++;
+    }
+    return changed;
+}
+
+int gm_config_store_remove(struct gm_config_store *st, const char *key)
+{
+    bool found;
+    size_t i = file_slot(st, key, &found);
+
+    if (!found)
+        return 0;
+    struct gm_config_file *f = st->files[i];
+    bool changed = f->good && f->good->n > 0;
+    memmove(st->files + i, st->files + i + 1, (st->n_files - i - 1) * sizeof(*st->files));
+    st->n_files--;
+    file_free(f);
+    if (changed) {
+        st->loads_total++;
+        st->generation++;
+    }
+    return changed;
+}
+
 void gm_config_store_diags(const struct gm_config_store *st, struct gm_diags *out)
 {
     for (size_t i = 0; i < st->n_files; i++)
@@ -346,6 +445,29 @@ static bool same_object(const struct gm_object *a, const struct gm_object *b)
     return a->kind == GM_KIND_NAMESPACE || strcmp(a->meta.namespace, b->meta.namespace) == 0;
 }
 
+/* The objects already taken for a snapshot, by kind, namespace and name (open addressing; the
+ * table is sized for every object up front, at most half full). */
+struct seen_set {
+    const struct gm_object **v;
+    size_t cap;
+};
+
+static bool seen_add(struct seen_set *set, const struct gm_object *o)
+{
+    uint64_t h = gm_hash_str(o->meta.name) * 31 + (uint64_t)o->kind;
+
+    if (o->kind != GM_KIND_NAMESPACE)
+        h = h * 1099511628211ULL ^ gm_hash_str(o->meta.namespace);
+    for (size_t i = h % set->cap;; i = (i + 1) % set->cap) {
+        if (set->v[i] == NULL) {
+            set->v[i] = o;
+            return true;
+        }
+        if (same_object(set->v[i], o))
+            return false;
+    }
+}
+
 struct gm_snapshot *gm_config_store_snapshot(struct gm_config_store *st,
                                              const struct gm_snapshot_options *opts)
 {
@@ -354,17 +476,20 @@ struct gm_snapshot *gm_config_store_snapshot(struct gm_config_store *st,
     const struct gm_object **dups = NULL;
     size_t n = 0, cap = 0, nd = 0, capd = 0;
 
+    struct seen_set seen = {0};
+
     own->contents = gm_xcalloc(st->n_files + 1, sizeof(*own->contents));
+    for (size_t i = 0; i < st->n_files; i++)
+        seen.cap += st->files[i]->good ? st->files[i]->good->n : 0;
+    seen.cap = seen.cap * 2 + 16;
+    seen.v = gm_xcalloc(seen.cap, sizeof(*seen.v));
     for (size_t i = 0; i < st->n_files; i++) {
         struct content *c = st->files[i]->good;
         if (c == NULL)
             continue;
         own->contents[own->n++] = content_ref(c);
         for (size_t j = 0; j < c->n; j++) {
-            bool dup = false;
-            for (size_t k = 0; k < n && !dup; k++) /* TODO: hash when configs grow large */
-                dup = same_object(objs[k], c->objs[j]);
-            if (dup) {
+            if (!seen_add(&seen, c->objs[j])) {
                 GM_VEC_PUSH(dups, nd, capd);
                 dups[nd - 1] = c->objs[j];
                 continue;
@@ -382,6 +507,7 @@ struct gm_snapshot *gm_config_store_snapshot(struct gm_config_store *st,
     }
     free(objs);
     free(dups);
+    free(seen.v);
     return s;
 }
 

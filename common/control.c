@@ -78,6 +78,64 @@ static void on_scan(void *ctx, int rc)
     update_metrics(c);
 }
 
+static void on_kube_timer(uv_timer_t *t)
+{
+    rebuild(t->data);
+    update_metrics(t->data);
+}
+
+/* The API source's events, in order, into the store; rebuild once everything was listed. */
+static void on_kube(void *ctx)
+{
+    struct gm_control *c = ctx;
+    struct gm_kube_event *list = gm_kube_take(c->kube);
+    struct gm_diags d;
+    bool changed = false;
+
+    gm_diags_init(&d);
+    for (struct gm_kube_event *e = list; e; e = e->next) {
+        switch (e->op) {
+        case GM_KUBE_PUT:
+            changed |= gm_config_store_put(&c->store, e->key, e->obj, &d) > 0;
+            break;
+        case GM_KUBE_DELETE:
+            changed |= gm_config_store_remove(&c->store, e->key) > 0;
+            break;
+        case GM_KUBE_SYNCED:
+            c->kube_synced = true;
+            break;
+        }
+    }
+    gm_kube_events_free(list);
+    log_new_diags(&d);
+    gm_diags_done(&d);
+    if (c->kube_synced && !c->loaded)
+        rebuild(c);
+    else if (c->kube_synced && changed && !uv_is_active((uv_handle_t *)&c->kube_timer))
+        uv_timer_start(&c->kube_timer, on_kube_timer, 100, 0);
+    update_metrics(c);
+}
+
+static int start_kube(struct gm_control *c, const struct gm_common_settings *cs)
+{
+    struct gm_kube_config kc = {.api = cs->kube_api,
+                                .token_file = cs->kube_token_file,
+                                .ca_file = cs->kube_ca_file,
+                                .user_agent = "gammamesh/" GM_VERSION};
+    char err[300];
+
+    gm_config_store_init(&c->store, "kubernetes");
+    int rc = gm_kube_start(&c->kube, gm_daemon_loop(c->daemon), &kc, on_kube, c, err, sizeof(err));
+    if (rc < 0) {
+        GM_LOG_ERROR("config", "cannot use the Kubernetes API", "error=%s", err);
+        c->stopped = true; /* nothing to stop */
+        return rc;
+    }
+    uv_timer_init(gm_daemon_loop(c->daemon), &c->kube_timer);
+    c->kube_timer.data = c;
+    return 0;
+}
+
 int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_common_settings *cs,
                      gm_control_snapshot_cb on_snapshot, void *ctx)
 {
@@ -96,20 +154,50 @@ int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_
         metric(d, "gammamesh_config_objects", "Objects in the current snapshot.", GM_METRIC_GAUGE);
     c->m_diags = metric(d, "gammamesh_config_problems",
                         "Current configuration errors (files, objects, routes).", GM_METRIC_GAUGE);
+    if (cs->config_source == GM_CONFIG_SOURCE_KUBERNETES)
+        return start_kube(c, cs);
     gm_config_store_init(&c->store, cs->config_dir);
     on_scan(c, gm_config_store_scan(&c->store));
     return gm_config_watch_start(&c->watch, gm_daemon_loop(d), &c->store, on_scan, c);
 }
 
+const char *gm_control_source(const struct gm_control *c)
+{
+    return c->kube_timer.data ? "kubernetes" : c->store.dir;
+}
+
+bool gm_control_ready(struct gm_control *c, char *reason, size_t len)
+{
+    if (c->loaded)
+        return true;
+    if (c->kube == NULL || gm_kube_synced(c->kube, reason, len))
+        snprintf(reason, len, "configuration not loaded");
+    return false;
+}
+
 void gm_control_reload(struct gm_control *c)
 {
+    if (c->kube) {
+        GM_LOG_INFO("config", "reload requested: listing the Kubernetes API again", "");
+        gm_kube_relist(c->kube);
+        return;
+    }
     GM_LOG_INFO("config", "reload requested: rescanning", "dir=%s", c->store.dir);
     on_scan(c, gm_config_store_scan(&c->store));
 }
 
 void gm_control_stop(struct gm_control *c)
 {
-    gm_config_watch_stop(&c->watch);
+    if (c->stopped)
+        return;
+    c->stopped = true;
+    if (c->kube_timer.data) {
+        gm_kube_stop(c->kube);
+        c->kube = NULL;
+        uv_close((uv_handle_t *)&c->kube_timer, NULL);
+    } else {
+        gm_config_watch_stop(&c->watch);
+    }
 }
 
 json_t *gm_control_dump(struct gm_control *c)
@@ -118,11 +206,15 @@ json_t *gm_control_dump(struct gm_control *c)
 
     gm_diags_init(&d);
     gm_config_store_diags(&c->store, &d);
-    json_t *o =
-        json_pack("{s:s, s:I, s:I, s:o, s:o}", "config_dir", c->store.dir, "loads_total",
-                  (json_int_t)c->store.loads_total, "load_errors_total",
-                  (json_int_t)c->store.load_errors_total, "config_errors", gm_diags_to_json(&d),
-                  "snapshot", c->current ? gm_snapshot_to_json(c->current) : json_null());
+    json_t *o = json_pack(
+        "{s:s, s:I, s:I, s:o, s:o}", "config_source", c->kube ? "kubernetes" : "directory",
+        "loads_total", (json_int_t)c->store.loads_total, "load_errors_total",
+        (json_int_t)c->store.load_errors_total, "config_errors", gm_diags_to_json(&d), "snapshot",
+        c->current ? gm_snapshot_to_json(c->current) : json_null());
+    if (c->kube)
+        json_object_set_new(o, "kubernetes", gm_kube_dump(c->kube));
+    else
+        json_object_set_new(o, "config_dir", json_string(c->store.dir));
     gm_diags_done(&d);
     return o;
 }

@@ -23,6 +23,7 @@
 #define NAME_MAX_ 64  /* bytes of an option name on the command line */
 
 const char *const gm_settings_log_formats[] = {"text", "json", NULL};
+const char *const gm_settings_config_sources[] = {"directory", "kubernetes", NULL};
 
 static void *field(void *settings, const struct gm_setting *s)
 {

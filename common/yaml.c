@@ -10,6 +10,7 @@
 #include "gammamesh/yaml.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <string.h>
 #include <yaml.h>
@@ -390,6 +391,90 @@ int gm_yaml_parse(struct gm_arena *a, const char *file, const char *buf, size_t 
 }
 
 /* ---- lookups ---- */
+
+/* ---- from JSON ---- */
+
+static struct gm_ynode *json_scalar(struct gm_arena *a, struct gm_ynode *n, const json_t *v)
+{
+    char num[40];
+
+    n->type = GM_YNODE_SCALAR;
+    n->plain = true;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        n->plain = false;
+        n->len = json_string_length(v);
+        n->str = gm_arena_strndup(a, json_string_value(v), n->len);
+        return n;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+        break;
+    case JSON_TRUE:
+        snprintf(num, sizeof(num), "true");
+        break;
+    case JSON_FALSE:
+        snprintf(num, sizeof(num), "false");
+        break;
+    default:
+        snprintf(num, sizeof(num), "null");
+        break;
+    }
+    n->len = strlen(num);
+    n->str = gm_arena_strndup(a, num, n->len);
+    return n;
+}
+
+static struct gm_ynode *json_node(struct gm_arena *a, struct gm_loc loc, const json_t *v, int depth,
+                                  size_t *nodes)
+{
+    struct gm_ynode *n = GM_ARENA_NEW(a, struct gm_ynode);
+
+    if (depth > YAML_MAX_DEPTH || ++*nodes > YAML_MAX_NODES)
+        return NULL;
+    n->loc = loc;
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *val;
+        size_t i = 0;
+        n->type = GM_YNODE_MAP;
+        n->n = json_object_size(v);
+        n->pairs = GM_ARENA_ARRAY(a, struct gm_ypair, n->n + 1);
+        json_object_foreach((json_t *)v, key, val)
+        {
+            struct gm_ynode *k = GM_ARENA_NEW(a, struct gm_ynode);
+            k->type = GM_YNODE_SCALAR;
+            k->loc = loc;
+            k->len = strlen(key);
+            k->str = gm_arena_strndup(a, key, k->len);
+            n->pairs[i].key = k;
+            n->pairs[i].value = json_node(a, loc, val, depth + 1, nodes);
+            if (n->pairs[i++].value == NULL)
+                return NULL;
+        }
+        return n;
+    }
+    if (json_is_array(v)) {
+        n->type = GM_YNODE_SEQ;
+        n->n = json_array_size(v);
+        n->items = GM_ARENA_ARRAY(a, struct gm_ynode *, n->n + 1);
+        for (size_t i = 0; i < n->n; i++)
+            if ((n->items[i] = json_node(a, loc, json_array_get(v, i), depth + 1, nodes)) == NULL)
+                return NULL;
+        return n;
+    }
+    return json_scalar(a, n, v);
+}
+
+struct gm_ynode *gm_ynode_from_json(struct gm_arena *a, const char *file, const struct json_t *v)
+{
+    struct gm_loc loc = {.file = gm_arena_strdup(a, file)};
+    size_t nodes = 0;
+
+    return json_node(a, loc, (const json_t *)v, 1, &nodes);
+}
 
 struct gm_ynode *gm_ynode_get(const struct gm_ynode *map, const char *key)
 {

@@ -120,10 +120,8 @@ static bool on_ready(struct gm_daemon *d, void *ctx, char *reason, size_t len)
     struct wp *wp = ctx;
     struct gm_cert *cert = NULL;
 
-    if (!wp->control.loaded) {
-        snprintf(reason, len, "configuration not loaded");
+    if (!gm_control_ready(&wp->control, reason, len))
         return false;
-    }
     if (wp->identity[0] == '\0') {
         snprintf(reason, len, "identity unknown: %s", wp->identity_why);
         return false;
@@ -306,9 +304,9 @@ static int run(struct wp *wp)
         gm_daemon_free(wp->daemon);
         return 1;
     }
-    GM_LOG_INFO("waypoint", "started", "node=%s workers=%u listen=%s port=%d config_dir=%s",
-                wp->node, wp->workers.n, wp->set.listen_addr, wp->listen_port,
-                wp->set.common.config_dir);
+    GM_LOG_INFO("waypoint", "started", "node=%s workers=%u listen=%s port=%d config=%s", wp->node,
+                wp->workers.n, wp->set.listen_addr, wp->listen_port,
+                gm_control_source(&wp->control));
     rc = gm_daemon_run(wp->daemon);
     gm_daemon_free(wp->daemon);
     gm_identity_rt_free(wp->idrt);

@@ -103,10 +103,8 @@ static bool on_ready(struct gm_daemon *d, void *ctx, char *reason, size_t len)
 {
     struct zt *zt = ctx;
 
-    if (!zt->control.loaded) {
-        snprintf(reason, len, "configuration not loaded");
+    if (!gm_control_ready(&zt->control, reason, len))
         return false;
-    }
     return zt_pods_ready(&zt->pods, reason, len);
 }
 
@@ -215,9 +213,15 @@ static int run(struct zt *zt)
         return 1;
     }
     zt->workers_started = true;
-    gm_control_start(&zt->control, zt->daemon, &zt->set.common, on_snapshot, zt);
-    GM_LOG_INFO("ztunnel", "started", "node=%s workers=%u config_dir=%s ipv6=%s", zt->node,
-                zt->workers.n, zt->set.common.config_dir, zt_pods_ipv6_mode(&zt->pods));
+    rc = gm_control_start(&zt->control, zt->daemon, &zt->set.common, on_snapshot, zt);
+    if (rc < 0 && zt->set.common.config_source == GM_CONFIG_SOURCE_KUBERNETES) {
+        gm_daemon_stop(zt->daemon, 1);
+        rc = gm_daemon_run(zt->daemon);
+        gm_daemon_free(zt->daemon);
+        return rc;
+    }
+    GM_LOG_INFO("ztunnel", "started", "node=%s workers=%u config=%s ipv6=%s", zt->node,
+                zt->workers.n, gm_control_source(&zt->control), zt_pods_ipv6_mode(&zt->pods));
     if (zt->set.capture && (zt->pods.rule_flags & ZT_CAPTURE_IPV6) &&
         zt->set.ipv6 == ZT_IPV6_PASSTHROUGH)
         GM_LOG_WARN("ztunnel", "enrolled pods' IPv6 TCP passes outside the mesh",

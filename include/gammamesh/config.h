@@ -34,6 +34,18 @@ void gm_config_store_done(struct gm_config_store *st);
  * previous content stays in effect). */
 int gm_config_store_scan(struct gm_config_store *st);
 
+/* Objects that come from elsewhere than the directory (the Kubernetes API): each is an entry of
+ * the store named `key` (used as its location in diagnostics) that holds one document. Put
+ * decodes doc (a JSON object) and returns 1 when the store's objects changed, 0 when the object
+ * failed to decode (its last good version stays, the error is in the diagnostics, and also
+ * appended to problems when not NULL). Remove
+ * returns 1 when the key held objects. Keep these entries out of a store that is also scanned:
+ * a scan drops every entry that is not a file of the directory. */
+struct json_t;
+int gm_config_store_put(struct gm_config_store *st, const char *key, const struct json_t *doc,
+                        struct gm_diags *problems);
+int gm_config_store_remove(struct gm_config_store *st, const char *key);
+
 /* Every current diagnostic (files and objects rejected at the last read of each file). */
 void gm_config_store_diags(const struct gm_config_store *st, struct gm_diags *out);
 

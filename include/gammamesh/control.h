@@ -11,6 +11,7 @@
 #include "gammamesh/config.h"
 #include "gammamesh/config_watch.h"
 #include "gammamesh/daemon.h"
+#include "gammamesh/kube.h"
 #include "gammamesh/metrics.h"
 #include "gammamesh/settings.h"
 
@@ -29,17 +30,30 @@ struct gm_control {
     void *ctx;
     struct gm_metric *m_loads, *m_errors, *m_objects, *m_diags;
     uint64_t errors_seen;
+    struct gm_kube *kube;  /* config-source kubernetes; NULL for the directory */
+    uv_timer_t kube_timer; /* coalesces the API's changes into one rebuild */
+    bool kube_synced;      /* every kind listed once: the first snapshot can be built */
+    bool stopped;
 };
 
-/* Load the directory now (so readiness can be decided at once), build the first snapshot, start
- * watching. on_snapshot runs for the first snapshot before this returns. 0 or -errno (a missing
- * directory is not an error: the watch picks it up when it appears). */
+/* Directory source: load the directory now (so readiness can be decided at once), build the
+ * first snapshot, start watching; on_snapshot runs for the first snapshot before this returns.
+ * Kubernetes source: start the list+watch threads; the first snapshot is built once every kind
+ * is listed, and later changes are applied 100 ms after they arrive. 0 or -errno (a missing
+ * directory is not an error: the watch picks it up when it appears; an unusable API address is,
+ * and is logged). */
 int gm_control_start(struct gm_control *c, struct gm_daemon *d, const struct gm_common_settings *cs,
                      gm_control_snapshot_cb on_snapshot, void *ctx);
 void gm_control_stop(struct gm_control *c);
-/* Rescan the directory now (SIGHUP); the watch does the same on its own within a second. */
+/* "kubernetes", or the configuration directory: for log lines. */
+const char *gm_control_source(const struct gm_control *c);
+/* True once a snapshot was built; otherwise why not in reason (for /healthz/ready). */
+bool gm_control_ready(struct gm_control *c, char *reason, size_t len);
+/* Rescan the directory now (SIGHUP; the watch does the same on its own within a second), or
+ * list every kind of the Kubernetes API again. */
 void gm_control_reload(struct gm_control *c);
-/* {"snapshot": …, "config_errors": […], "config_dir": …, "loads_total": …} (new object). */
+/* {"config_source": …, "config_dir": … or "kubernetes": {…}, "snapshot": …, "config_errors": […],
+ * "loads_total": …} (new object). */
 json_t *gm_control_dump(struct gm_control *c);
 
 /* `PROG --check --config-dir DIR [--trust-domain TD] [--istio-compat]`: print every problem,

@@ -128,8 +128,18 @@ int gm_settings_check_log_level(const char *value, char *err, size_t errlen);
 /* ---- settings shared by both daemons ---- */
 
 /* Embed this struct in each daemon's settings struct and list GM_SETTINGS_COMMON in its table. */
+/* Where the daemons read their objects (DESIGN.md §4). */
+enum gm_config_source {
+    GM_CONFIG_SOURCE_DIRECTORY = 0, /* config-dir, watched */
+    GM_CONFIG_SOURCE_KUBERNETES,    /* list+watch of the Kubernetes API */
+};
+
 struct gm_common_settings {
+    int config_source;          /* enum gm_config_source */
     char *config_dir;           /* directory of Kubernetes YAML */
+    char *kube_api;             /* API server URL; "" = from KUBERNETES_SERVICE_HOST/PORT */
+    char *kube_token_file;      /* bearer token, re-read for every request */
+    char *kube_ca_file;         /* CA bundle that verifies the API server */
     char *node_name;            /* this node; NULL: the host name */
     char *trust_domain;         /* SPIFFE trust domain */
     char *ca_cert;              /* CA certificate file (PEM) */
@@ -146,13 +156,30 @@ struct gm_common_settings {
 
 /* "text", "json", NULL: the choices of log-format, in enum gm_log_format order. */
 extern const char *const gm_settings_log_formats[];
+/* "directory", "kubernetes", NULL: the choices of config-source, in enum order. */
+extern const char *const gm_settings_config_sources[];
 
 /* Rows of the common settings for daemon struct `stype` whose gm_common_settings is `member`. */
 /* clang-format off */
 #define GM_SETTINGS_COMMON(stype, member)                                                          \
+    {.name = "config-source", .env = "GM_CONFIG_SOURCE", .type = GM_SETTING_ENUM,                  \
+     .offset = offsetof(stype, member.config_source), .def = "directory",                          \
+     .choices = gm_settings_config_sources,                                                        \
+     .help = "where objects come from: config-dir, or list+watch of the Kubernetes API"},          \
     {.name = "config-dir", .env = "GM_CONFIG_DIR", .type = GM_SETTING_STRING,                      \
      .offset = offsetof(stype, member.config_dir), .def = "/etc/gammamesh/config",                 \
      .help = "directory of Kubernetes YAML files to load and watch"},                              \
+    {.name = "kube-api", .env = "GM_KUBE_API", .type = GM_SETTING_STRING,                          \
+     .offset = offsetof(stype, member.kube_api), .def = "",                                        \
+     .help = "API server, https://HOST:PORT; empty: KUBERNETES_SERVICE_HOST and _PORT"},           \
+    {.name = "kube-token-file", .env = "GM_KUBE_TOKEN_FILE", .type = GM_SETTING_STRING,            \
+     .offset = offsetof(stype, member.kube_token_file),                                            \
+     .def = "/var/run/secrets/kubernetes.io/serviceaccount/token",                                 \
+     .help = "bearer token for the API server, re-read for every request"},                        \
+    {.name = "kube-ca-file", .env = "GM_KUBE_CA_FILE", .type = GM_SETTING_STRING,                  \
+     .offset = offsetof(stype, member.kube_ca_file),                                               \
+     .def = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",                                \
+     .help = "CA bundle (PEM) that verifies the API server"},                                      \
     {.name = "node-name", .env = "GM_NODE_NAME", .type = GM_SETTING_STRING,                        \
      .offset = offsetof(stype, member.node_name),                                                  \
      .help = "this node's name (spec.nodeName of its pods); default: the host name"},              \

@@ -49,6 +49,12 @@ struct gm_ydocs {
 int gm_yaml_parse(struct gm_arena *a, const char *file, const char *buf, size_t len,
                   struct gm_ydocs *out, struct gm_diags *diags);
 
+/* The same tree from a JSON value (an object from the Kubernetes API): strings become quoted
+ * scalars, numbers, booleans and null plain ones; every node is located at `file` with no line.
+ * NULL when the value nests deeper than 64 levels or has more than 100000 nodes. */
+struct json_t;
+struct gm_ynode *gm_ynode_from_json(struct gm_arena *a, const char *file, const struct json_t *v);
+
 /* Lookups over a node; NULL when absent or when n is not a map. */
 struct gm_ynode *gm_ynode_get(const struct gm_ynode *map, const char *key);
 bool gm_ynode_is_null(const struct gm_ynode *n);

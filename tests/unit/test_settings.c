@@ -420,7 +420,8 @@ static void test_json(void)
     CHECK(json_is_true(json_object_get(j, "verbose")));
     CHECK(json_is_null(json_object_get(j, "node-name")));
     CHECK(json_is_null(json_object_get(j, "upstream")));
-    CHECK_EQ_INT(json_object_size(j), 21);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "config-source")), "directory");
+    CHECK_EQ_INT(json_object_size(j), 25);
     free(dump);
     json_decref(j);
     gm_settings_done(&demo, &st);

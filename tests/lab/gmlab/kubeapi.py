@@ -1,0 +1,310 @@
+"""A small Kubernetes API server for tests (standard library only): list (with pages and continue
+tokens) and watch (chunked, with bookmarks, resuming from a resourceVersion, 410 once it is older
+than the last compaction) of the kinds gammamesh reads, over HTTPS with a bearer token.
+
+It keeps objects in memory, stamps metadata.resourceVersion/uid/creationTimestamp like the real
+server, omits kind and apiVersion from list items like the real server does for core kinds, and
+answers errors with a Status object. Tests drive it from Python:
+
+    api = KubeAPI(workdir, token="t0k3n")       # cert for 127.0.0.1 signed by api.ca_cert
+    api.start()                                  # api.url == "https://127.0.0.1:PORT"
+    api.apply(obj); api.delete("Pod", "ns", "name"); api.compact(); api.drop_watches()
+    api.stop()
+"""
+
+import base64
+import copy
+import datetime
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# plural -> (kind, apiVersion, path prefix, namespaced)
+RESOURCES = {
+    "namespaces": ("Namespace", "v1", "/api/v1", False),
+    "pods": ("Pod", "v1", "/api/v1", True),
+    "services": ("Service", "v1", "/api/v1", True),
+    "gateways": ("Gateway", "gateway.networking.k8s.io/v1",
+                 "/apis/gateway.networking.k8s.io/v1", True),
+    "httproutes": ("HTTPRoute", "gateway.networking.k8s.io/v1",
+                   "/apis/gateway.networking.k8s.io/v1", True),
+    "authorizationpolicies": ("AuthorizationPolicy", "security.istio.io/v1",
+                              "/apis/security.istio.io/v1", True),
+}
+KIND_TO_PLURAL = {v[0]: k for k, v in RESOURCES.items()}
+CORE_KINDS = {"Namespace", "Pod", "Service"}
+
+
+def make_certs(workdir, ips=("127.0.0.1",), names=()):
+    """A CA and a server certificate for the given addresses: (ca.crt, server.crt, server.key)."""
+    os.makedirs(workdir, exist_ok=True)
+    p = lambda n: os.path.join(workdir, n)  # noqa: E731
+    run = lambda a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", p("api-ca.key"), "-out", p("api-ca.crt"), "-days", "1",
+         "-subj", "/CN=fake-kube-api-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    san = ",".join(["IP:%s" % i for i in ips] + ["DNS:%s" % n for n in names])  # no localhost
+    with open(p("api.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                "subjectAltName=%s\n" % san)
+    run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", p("api.key"), "-out", p("api.csr"), "-subj", "/CN=kube-apiserver"])
+    run(["openssl", "x509", "-req", "-in", p("api.csr"), "-CA", p("api-ca.crt"),
+         "-CAkey", p("api-ca.key"), "-CAcreateserial", "-out", p("api.crt"), "-days", "1",
+         "-extfile", p("api.ext")])
+    return p("api-ca.crt"), p("api.crt"), p("api.key")
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+class KubeAPI:
+    def __init__(self, workdir, token="fake-token", host="127.0.0.1", port=0,
+                 bookmark_interval=1.0, ips=None):
+        self.workdir = workdir
+        self.token = token
+        self.host, self.port = host, port
+        self.bookmark_interval = bookmark_interval
+        self.ca_cert, self.cert, self.key = make_certs(workdir, ips=ips or (host,))
+        self.lock = threading.Condition()
+        self.rv = 100
+        self.objects = {r: {} for r in RESOURCES}   # plural -> {(ns, name): obj}
+        self.log = []                                # (rv, plural, type, obj)
+        self.compacted = 0                           # watches from an older rv get 410
+        self.not_served = set()                      # plurals answered 404
+        self.fail = {}                               # plural -> [status codes to answer next]
+        self.gone_as_status = False                  # 410 as HTTP status instead of ERROR event
+        self.page_limit_cap = None                   # force small pages
+        self.requests = []                           # (method, path, authorization)
+        self.generation = 0                          # bumped by drop_watches
+        self.server = None
+
+    # ---- state, from the test ----
+
+    def _key(self, plural, obj):
+        md = obj.get("metadata", {})
+        return (md.get("namespace", "") if RESOURCES[plural][3] else "", md["name"])
+
+    def apply(self, obj):
+        obj = copy.deepcopy(obj)
+        plural = KIND_TO_PLURAL[obj["kind"]]
+        md = obj.setdefault("metadata", {})
+        if RESOURCES[plural][3]:
+            md.setdefault("namespace", "default")
+        with self.lock:
+            key = self._key(plural, obj)
+            old = self.objects[plural].get(key)
+            self.rv += 1
+            md["resourceVersion"] = str(self.rv)
+            md["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
+            md["creationTimestamp"] = (old["metadata"]["creationTimestamp"] if old else
+                                       datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"))
+            md["managedFields"] = [{"manager": "test", "operation": "Apply",
+                                    "fieldsV1": {"f:metadata": {"f:labels": {}}}}]
+            self.objects[plural][key] = obj
+            self.log.append((self.rv, plural, "MODIFIED" if old else "ADDED", obj))
+            self.lock.notify_all()
+            return obj
+
+    def delete(self, kind, namespace, name):
+        plural = KIND_TO_PLURAL[kind]
+        with self.lock:
+            key = (namespace if RESOURCES[plural][3] else "", name)
+            obj = self.objects[plural].pop(key, None)
+            if obj is None:
+                return False
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.log.append((self.rv, plural, "DELETED", obj))
+            self.lock.notify_all()
+            return True
+
+    def compact(self):
+        """Forget the event history: watches from any earlier resourceVersion get 410 Gone."""
+        with self.lock:
+            self.compacted = self.rv
+            self.log = []
+
+    def drop_watches(self):
+        """End every open watch stream (as an API server restart would)."""
+        with self.lock:
+            self.generation += 1
+            self.lock.notify_all()
+
+    def count(self, pred):
+        with self.lock:
+            return sum(1 for r in self.requests if pred(r))
+
+    # ---- server ----
+
+    def start(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                api._handle(self)
+
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.url = "https://%s:%d" % (self.host, self.port)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.drop_watches()
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    # ---- requests ----
+
+    def _send_json(self, h, code, body):
+        data = json.dumps(body).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _route(self, path):
+        for plural, (_, _, prefix, _) in RESOURCES.items():
+            if path == "%s/%s" % (prefix, plural):
+                return plural
+        return None
+
+    def _handle(self, h):
+        u = urllib.parse.urlsplit(h.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        auth = h.headers.get("Authorization", "")
+        with self.lock:
+            self.requests.append(("GET", h.path, auth))
+        if self.token is not None and auth != "Bearer %s" % self.token:
+            return self._send_json(h, 401, status(401, "Unauthorized", "Unauthorized"))
+        plural = self._route(u.path)
+        if plural is None or plural in self.not_served:
+            return self._send_json(h, 404, status(404, "NotFound",
+                                                  "the server could not find the requested "
+                                                  "resource"))
+        with self.lock:
+            pending = self.fail.get(plural)
+            code = pending.pop(0) if pending else None
+        if code:
+            return self._send_json(h, code, status(code, "InternalError",
+                                                   "injected failure %d" % code))
+        if q.get("watch") in ("1", "true"):
+            return self._watch(h, plural, q)
+        return self._list(h, plural, q)
+
+    def _item(self, plural, obj):
+        o = copy.deepcopy(obj)
+        if RESOURCES[plural][0] in CORE_KINDS:
+            o.pop("kind", None)
+            o.pop("apiVersion", None)
+        return o
+
+    def _list(self, h, plural, q):
+        limit = int(q.get("limit", "0") or 0)
+        if self.page_limit_cap:
+            limit = min(limit or self.page_limit_cap, self.page_limit_cap)
+        with self.lock:
+            if "continue" in q:
+                try:
+                    rv, offset = json.loads(base64.urlsafe_b64decode(q["continue"]))
+                except Exception:
+                    return self._send_json(h, 400, status(400, "BadRequest", "bad continue"))
+                if rv < self.compacted:
+                    return self._send_json(h, 410, status(410, "Expired",
+                                                          "continue token too old"))
+            else:
+                rv, offset = self.rv, 0
+            items = [self.objects[plural][k] for k in sorted(self.objects[plural])]
+        page = items[offset:offset + limit] if limit else items[offset:]
+        md = {"resourceVersion": str(rv)}
+        if limit and offset + limit < len(items):
+            md["continue"] = base64.urlsafe_b64encode(
+                json.dumps([rv, offset + limit]).encode()).decode()
+        kind = RESOURCES[plural][0]
+        self._send_json(h, 200, {"kind": kind + "List", "apiVersion": RESOURCES[plural][1],
+                                 "metadata": md,
+                                 "items": [self._item(plural, o) for o in page]})
+
+    def _watch(self, h, plural, q):
+        try:
+            since = int(q.get("resourceVersion", "0") or 0)
+        except ValueError:
+            return self._send_json(h, 400, status(400, "BadRequest", "bad resourceVersion"))
+        timeout = float(q.get("timeoutSeconds", "1800"))
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        with self.lock:
+            too_old = since < self.compacted
+            gen = self.generation
+        if too_old and self.gone_as_status:
+            return self._send_json(h, 410, status(410, "Expired", "too old resource version"))
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+
+        def chunk(ev):
+            data = (json.dumps(ev) + "\n").encode()
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            h.wfile.flush()
+
+        try:
+            if too_old:
+                chunk({"type": "ERROR", "object": status(
+                    410, "Expired", "too old resource version: %d (%d)" % (since,
+                                                                           self.compacted))})
+                h.wfile.write(b"0\r\n\r\n")
+                return
+            end = time.monotonic() + timeout
+            last_bookmark = time.monotonic()
+            sent = since
+            while True:
+                with self.lock:
+                    evs = [e for e in self.log if e[0] > sent and e[1] == plural]
+                    if not evs:
+                        self.lock.wait(0.2)
+                        evs = [e for e in self.log if e[0] > sent and e[1] == plural]
+                    dropped = self.generation != gen
+                    current = self.rv
+                for rv, _, typ, obj in evs:
+                    chunk({"type": typ, "object": obj})
+                    sent = rv
+                if dropped:
+                    return  # no terminating chunk: the connection just ends
+                now = time.monotonic()
+                if bookmarks and now - last_bookmark >= self.bookmark_interval:
+                    last_bookmark = now
+                    sent = max(sent, current)
+                    chunk({"type": "BOOKMARK", "object": {
+                        "kind": RESOURCES[plural][0], "apiVersion": RESOURCES[plural][1],
+                        "metadata": {"resourceVersion": str(sent)}}})
+                if now >= end:
+                    h.wfile.write(b"0\r\n\r\n")
+                    return
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            return
+        finally:
+            h.close_connection = True
