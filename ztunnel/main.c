@@ -62,6 +62,13 @@ static const struct gm_setting zt_table[] = {
      .offset = offsetof(struct zt_settings, capture),
      .def = "true",
      .help = "install redirection rules in enrolled pods (false: listeners only)"},
+    {.name = "proc-root",
+     .env = "GM_PROC_ROOT",
+     .type = GM_SETTING_STRING,
+     .offset = offsetof(struct zt_settings, proc_root),
+     .def = "/proc",
+     .help = "the host's /proc: a pod without the gammamesh.io/netns annotation is captured in "
+             "the netns of a process whose cgroup names its uid; empty: only annotated pods"},
     {.name = "preserve-source",
      .env = "GM_PRESERVE_SOURCE",
      .type = GM_SETTING_BOOL,

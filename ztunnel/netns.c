@@ -1,6 +1,8 @@
 /* Sockets inside pod network namespaces, and the pod capture rules. */
 #include "netns.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fib_rules.h>
@@ -414,4 +416,69 @@ int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, unsi
     if (rc < 0)
         uv_close((uv_handle_t *)&r->in, on_apply_closed);
     return 0;
+}
+
+/* The pod uid named in a cgroup file's text ("...pod<uid>..." with '-' or '_'), if any. */
+static bool cgroup_pod_uid(const char *text, char uid[37])
+{
+    for (const char *p = strstr(text, "pod"); p; p = strstr(p + 3, "pod")) {
+        const char *u = p + 3;
+        size_t i;
+        for (i = 0; i < 36; i++) {
+            bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            char c = u[i];
+            if (dash ? (c != '-' && c != '_') : !isxdigit((unsigned char)c))
+                break;
+            uid[i] = dash ? '-' : (char)tolower((unsigned char)c);
+        }
+        if (i == 36 && !isalnum((unsigned char)u[36])) {
+            uid[36] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+long zt_netns_scan_pods(const char *proc_root, struct zt_pod_pid **out)
+{
+    DIR *d = opendir(proc_root);
+    struct zt_pod_pid *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+
+    *out = NULL;
+    if (d == NULL)
+        return -errno;
+    while ((e = readdir(d)) != NULL) {
+        char path[512], text[4096], uid[37];
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%ld/cgroup", proc_root, pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* gone meanwhile */
+        ssize_t len = read(fd, text, sizeof(text) - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        text[len] = '\0';
+        if (!cgroup_pod_uid(text, uid))
+            continue;
+        size_t i;
+        for (i = 0; i < n && strcmp(v[i].uid, uid) != 0; i++)
+            ;
+        if (i < n) {
+            if (pid < v[i].pid)
+                v[i].pid = pid;
+            continue;
+        }
+        GM_VEC_PUSH(v, n, cap);
+        memcpy(v[n - 1].uid, uid, sizeof(uid));
+        v[n - 1].pid = pid;
+    }
+    closedir(d);
+    *out = v;
+    return (long)n;
 }

@@ -63,6 +63,18 @@ typedef void (*zt_rules_cb)(void *ctx, int status);
 int zt_capture_apply(uv_loop_t *loop, const char *netns_path, bool install, unsigned flags,
                      zt_rules_cb cb, void *ctx);
 
+/* Pods found among the processes under proc_root (the host's /proc): the pod uid that each
+ * process's cgroup path names ("pod" then the uid, with '-' or '_' between its groups, as
+ * kubelet's cgroupfs and systemd drivers write it) and the lowest pid for it (the sandbox's
+ * pause process is usually the first). */
+struct zt_pod_pid {
+    char uid[37];
+    long pid;
+};
+/* Fills a new array (the caller frees it); returns how many, or -errno when proc_root cannot
+ * be read. */
+long zt_netns_scan_pods(const char *proc_root, struct zt_pod_pid **out);
+
 /* "/run/netns/NAME" for a bare name, the path itself when absolute. */
 void zt_netns_path(const char *name_or_path, char *buf, size_t len);
 

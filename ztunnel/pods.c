@@ -3,7 +3,9 @@
  * Rules go in only after the listeners exist, so a pod never has a window where its traffic is
  * redirected to nothing. Runs on the control loop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "gammamesh/log.h"
@@ -28,6 +30,8 @@ static const char *const state_names[ZT_POD__MAX] = {"listening", "captured", "f
 struct zt_pod {
     struct zt_pods *owner;
     char *uid, *name, *namespace, *netns;
+    int nsfd;        /* discovered: the pod's netns, held open (netns is /proc/self's fd path) */
+    bool discovered; /* no gammamesh.io/netns annotation: found under proc-root */
     enum zt_pod_state state;
     bool seen;          /* still wanted by the latest snapshot */
     bool adopted;       /* workers hold listeners */
@@ -61,6 +65,8 @@ static void pod_free(struct zt_pod *pod)
     free(pod->name);
     free(pod->namespace);
     free(pod->netns);
+    if (pod->nsfd >= 0)
+        close(pod->nsfd);
     free(pod);
 }
 
@@ -79,8 +85,8 @@ static void set_failed(struct zt_pod *pod, const char *what, int err)
 {
     pod->state = ZT_POD_FAILED;
     snprintf(pod->error, sizeof(pod->error), "%s: %s", what, strerror(err < 0 ? -err : err));
-    GM_LOG_WARN("capture", "pod capture failed", "pod=%s/%s error=%s attempt=%d", pod->namespace,
-                pod->name, pod->error, pod->attempts);
+    GM_LOG_WARN_LIMITED("capture", "pod capture failed", "pod=%s/%s error=%s attempt=%d",
+                        pod->namespace, pod->name, pod->error, pod->attempts);
     if (!uv_is_active((uv_handle_t *)&pod->owner->retry))
         uv_timer_start(&pod->owner->retry, on_retry, 1000, 0);
 }
@@ -175,12 +181,46 @@ static void on_rules_installed(void *ctx, int status)
                 pod->name, pod->netns, pod->reply_routing ? "client" : "pod");
 }
 
+/* The netns of a pod without the annotation: a process of the pod under proc-root, whose
+ * namespace is held open from then on, so that a pid reused later cannot point elsewhere. */
+static int discover(struct zt_pods *p, struct zt_pod *pod)
+{
+    const char *root = p->zt->set.proc_root;
+    struct zt_pod_pid *v;
+    long n = zt_netns_scan_pods(root, &v), pid = 0;
+    char path[512];
+
+    if (n < 0)
+        return (int)n;
+    for (long i = 0; i < n; i++)
+        if (strcasecmp(v[i].uid, pod->uid) == 0)
+            pid = v[i].pid;
+    free(v);
+    if (pid == 0)
+        return -ENOENT;
+    snprintf(path, sizeof(path), "%s/%ld/ns/net", root, pid);
+    pod->nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (pod->nsfd < 0)
+        return -errno;
+    pod->netns = gm_xasprintf("/proc/%ld/fd/%d", (long)getpid(), pod->nsfd);
+    GM_LOG_INFO("capture", "pod network namespace found", "pod=%s/%s pid=%ld path=%s",
+                pod->namespace, pod->name, pid, path);
+    return 0;
+}
+
 static void start_pod(struct zt_pods *p, struct zt_pod *pod)
 {
     char path[512];
 
     pod->attempts++;
     pod->error[0] = '\0';
+    if (pod->netns == NULL) {
+        int rc = discover(p, pod);
+        if (rc < 0) {
+            set_failed(pod, "finding the pod's network namespace under proc-root", rc);
+            return;
+        }
+    }
     if (!pod->adopted) {
         int rc = open_listeners(p, pod);
         if (rc < 0) {
@@ -241,8 +281,16 @@ static struct zt_pod *find(struct zt_pods *p, const char *uid)
 
 static bool wanted(const struct zt *zt, const struct gm_workload *w)
 {
-    return w->enrolled && w->netns && w->ip.family && w->node && zt->node &&
-           strcmp(w->node, zt->node) == 0;
+    return w->enrolled && (w->netns || zt->set.proc_root[0]) && w->ip.family && w->node &&
+           zt->node && strcmp(w->node, zt->node) == 0;
+}
+
+/* Does the pod's capture still match where the workload says its netns is? */
+static bool same_netns(const struct zt_pod *pod, const struct gm_workload *w)
+{
+    if (pod->discovered)
+        return w->netns == NULL;
+    return w->netns && strcmp(pod->netns, w->netns) == 0;
 }
 
 static void add_pod(struct zt_pods *p, const struct gm_workload *w)
@@ -257,7 +305,9 @@ static void add_pod(struct zt_pods *p, const struct gm_workload *w)
     pod->uid = gm_xstrdup(w->uid);
     pod->name = gm_xstrdup(w->name);
     pod->namespace = gm_xstrdup(w->namespace);
-    pod->netns = gm_xstrdup(w->netns);
+    pod->netns = w->netns ? gm_xstrdup(w->netns) : NULL;
+    pod->discovered = w->netns == NULL;
+    pod->nsfd = -1;
     pod->seen = true;
     GM_VEC_PUSH(p->v, p->n, p->cap);
     p->v[p->n - 1] = pod;
@@ -275,7 +325,7 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
         if (!wanted(p->zt, w))
             continue;
         struct zt_pod *pod = find(p, w->uid);
-        if (pod && strcmp(pod->netns, w->netns) != 0) {
+        if (pod && !same_netns(pod, w)) {
             pod->seen = false; /* sandbox re-created: drop the old capture first */
             continue;
         }
@@ -324,11 +374,11 @@ json_t *zt_pods_dump(const struct zt_pods *p)
 
     for (size_t i = 0; i < p->n; i++) {
         const struct zt_pod *pod = p->v[i];
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "uid", pod->uid,
-                                             "pod", pod->name, "namespace", pod->namespace, "netns",
-                                             pod->netns, "state", state_names[pod->state],
-                                             "attempts", pod->attempts, "source",
-                                             pod->reply_routing ? "client" : "pod"));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s?, s:s, s:i, s:s}", "uid",
+                                             pod->uid, "pod", pod->name, "namespace",
+                                             pod->namespace, "netns", pod->netns, "state",
+                                             state_names[pod->state], "attempts", pod->attempts,
+                                             "source", pod->reply_routing ? "client" : "pod"));
         if (pod->error[0])
             json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "error",
                                 json_string(pod->error));

@@ -26,6 +26,7 @@ struct zt_settings {
     int64_t max_pods;            /* enrolled pods captured on this node */
     bool capture;                /* install capture rules in pod netns (off: listeners only) */
     bool preserve_source;        /* inbound: connect to the app from the client's IP */
+    char *proc_root;             /* where pods without gammamesh.io/netns are found; "" = not */
     int ipv6;                    /* enum zt_ipv6: what happens to enrolled pods' IPv6 TCP */
 };
 

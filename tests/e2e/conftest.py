@@ -141,10 +141,10 @@ class Lab:
         path.write_text(text)
         return path
 
-    def up(self, *files, nodes=2, extra_env=None):
+    def up(self, *files, nodes=2, extra_env=None, flags=()):
         if extra_env:
             self.env.update(extra_env)
-        self.lab("up", "--nodes", nodes, *files)
+        self.lab("up", "--nodes", nodes, *flags, *files)
         self._status = None
 
     def apply(self, text):

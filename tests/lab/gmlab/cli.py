@@ -55,6 +55,7 @@ def cmd_up(args):
     paths, prefix = Paths(run_dir()), netns_prefix()
     st = new_state(paths, prefix, args.nodes, build, not os.path.isdir(paths.run))
     st["ns_labels"] = ns_labels
+    st["api"] = args.api
     lab = Lab(paths, st)
     lab.apply_objects(objs)
     lab.preflight()              # bad objects or missing programs: fail before building
@@ -222,7 +223,7 @@ def status_data(st):
     return {"run": st["run"], "prefix": prefix, "build": st["build"],
             "configDir": os.path.join(st["run"], "config"),
             "caCert": os.path.join(st["run"], "ca", "ca.crt"),
-            "nsLabels": st["ns_labels"], "nodes": nodes, "pods": pods,
+            "nsLabels": st["ns_labels"], "api": bool(st.get("api")), "nodes": nodes, "pods": pods,
             "services": services, "daemons": daemons}
 
 
@@ -424,6 +425,11 @@ def build_parser():
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--ns-label", action="append", metavar="KEY=VALUE",
                     help="label stamped onto every Namespace applied (now and later)")
+    up.add_argument("--api", action="store_true",
+                    help="daemons list+watch a Kubernetes API server (run by the lab on node1) "
+                         "instead of reading the config dir, and find pods' network namespaces "
+                         "in a /proc per node (no gammamesh.io/netns annotation), as in a "
+                         "cluster")
     up.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                     help="seconds to wait for readiness (default %d)" % DEFAULT_TIMEOUT)
     up.add_argument("files", nargs="*", metavar="FILE")

@@ -9,18 +9,22 @@ save. Reconciling is idempotent, so a command that failed half-way can simply be
 import hashlib
 import json
 import os
+import secrets
+import shutil
+import sys
 import time
 import uuid
 
 from . import configdir, kubeproxy, procs, topology
 from .manifest import CLUSTER_SCOPED, display, object_key
 from .state import save
-from .util import LabError, info, now_rfc3339, tail, warn
+from .util import LabError, info, now_rfc3339, remove_file, tail, warn, write_atomic
 from .workloads import (HBONE_PORT, MESH_LABEL, WAYPOINT_CLASS, declared_ports,
                         deployment_workload, echo_ports, pod_workload, program_for, random_name,
                         target_port, wait_ports, waypoint_workload)
 
 NETNS_ANNOTATION = "gammamesh.io/netns"
+API_PORT = 6443
 READY_PORT = 15021
 READY_PATH = "/healthz/ready"
 VIP_RANGES = 128                                  # 198.19.0.x … 198.19.127.x
@@ -244,6 +248,7 @@ class Lab:
         for p in left:
             warn("process %d (%s) did not stop" % (p["pid"], p["name"]))
         for r in recs:
+            self._remove_proc(r)
             topology.del_netns(r["netns"])
             topology.remove_etc_netns(r["netns"])
             if r["netns"] in self.st["netns"]:
@@ -252,12 +257,48 @@ class Lab:
 
     # -- programs -----------------------------------------------------------------------------
 
+    def config_args(self):
+        """How a daemon reads the objects: the config dir, or the lab's API server."""
+        if not self.st.get("api"):
+            return ["--config-dir", self.paths.config]
+        return ["--config-source", "kubernetes",
+                "--kube-api", "https://%s:%d" % (topology.node_ip(1), API_PORT),
+                "--kube-token-file", self.paths.api_token, "--kube-ca-file", self.paths.api_ca]
+
+    def start_api(self, timeout=20):
+        """The API server (gmlab.kubeapi) in node1's netns, serving what the config dir holds."""
+        os.makedirs(self.paths.api, mode=0o700, exist_ok=True)
+        write_atomic(self.paths.api_token, secrets.token_hex(16) + "\n", mode=0o600)
+        remove_file(os.path.join(self.paths.api, "ready"))
+        self.sync()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        argv = [sys.executable, "-m", "gmlab.kubeapi", "--objects", self.paths.api_objects,
+                "--listen", "%s:%d" % (topology.node_ip(1), API_PORT),
+                "--workdir", self.paths.api]
+        info("starting kube-api")
+        self.st["daemons"]["kube-api"] = procs.start("kube-api", argv,
+                                                     topology.node_netns(self.prefix, 1),
+                                                     self.paths, env)
+        self.save()
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(os.path.join(self.paths.api, "ready")):
+            self._check_daemons_alive()
+            if time.monotonic() > deadline:
+                raise LabError("kube-api did not start within %ds (log: %s)"
+                               % (timeout, self.paths.log("kube-api")))
+            time.sleep(0.1)
+
     def start_ztunnels(self):
+        if self.st.get("api"):
+            self.start_api()
         for k in range(1, self.st["nodes"] + 1):
             node = topology.node_name(k)
-            argv = [self.progs["ztunnel"], "--config-dir", self.paths.config,
-                    "--node-name", node, "--ca-cert", self.paths.ca_cert,
-                    "--ca-key", self.paths.ca_key, "--log-format", "text"]
+            argv = [self.progs["ztunnel"]] + self.config_args() + [
+                "--node-name", node, "--ca-cert", self.paths.ca_cert,
+                "--ca-key", self.paths.ca_key, "--log-format", "text"]
+            if self.st.get("api"):
+                argv += ["--proc-root", os.path.join(self.paths.proc, node)]
             argv += self.progs["ztunnel-args"]
             name = "ztunnel-" + node
             info("starting %s" % name)
@@ -274,7 +315,33 @@ class Lab:
             for c in rec["spec"]["containers"]:
                 self._start_container(rec, c)
             rec["started"] = True
+            self._write_proc(rec)
             self.save()
+
+    def _proc_dirs(self, rec):
+        node = topology.node_name(rec["node"])
+        return [os.path.join(self.paths.proc, node, str(p["pid"])) for p in rec["procs"]]
+
+    def _write_proc(self, rec):
+        """lab up --api: what a node's /proc shows of a pod's processes (their cgroup, named
+        after the pod's uid as kubelet's systemd driver names it, and their netns), for
+        ztunnel's --proc-root."""
+        if not self.st.get("api"):
+            return
+        uid = rec["uid"].replace("-", "_")
+        for d in self._proc_dirs(rec):
+            os.makedirs(os.path.join(d, "ns"), exist_ok=True)
+            write_atomic(os.path.join(d, "cgroup"),
+                         "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s"
+                         ".slice/cri-containerd-%s.scope\n"
+                         % (uid, hashlib.sha256(d.encode()).hexdigest()))
+            link = os.path.join(d, "ns", "net")
+            if not os.path.islink(link):
+                os.symlink(os.path.join(topology.NETNS_DIR, rec["netns"]), link)
+
+    def _remove_proc(self, rec):
+        for d in self._proc_dirs(rec):
+            shutil.rmtree(d, ignore_errors=True)
 
     def _start_container(self, rec, c):
         prog = program_for(c["image"])
@@ -290,7 +357,7 @@ class Lab:
                      "not waiting for them" % (rec["ns"], rec["name"],
                                                ",".join(map(str, sorted(unserved)))))
         else:
-            argv = [self.progs["waypoint"], "--config-dir", self.paths.config,
+            argv = [self.progs["waypoint"]] + self.config_args() + [
                     "--node-name", rec["spec"]["nodeName"], "--ca-cert", self.paths.ca_cert,
                     "--ca-key", self.paths.ca_key, "--pod-name", rec["name"],
                     "--pod-namespace", rec["ns"]]
@@ -364,7 +431,18 @@ class Lab:
 
     def sync(self):
         """Write the config dir, every pod's hosts file and every node's DNAT rules."""
-        configdir.sync(self.paths.config, self.config_files())
+        files = self.config_files()
+        configdir.sync(self.paths.config, files)
+        if self.st.get("api") and os.path.isdir(self.paths.api):
+            objs = [files[k] for k in sorted(files)]
+            text = json.dumps(objs, sort_keys=True)
+            try:
+                with open(self.paths.api_objects) as f:
+                    same = f.read() == text
+            except FileNotFoundError:
+                same = False
+            if not same:
+                write_atomic(self.paths.api_objects, text)
         hosts_tail = self._service_hosts_lines()
         for rec in self.st["pods"].values():
             topology.write_etc_netns(rec["netns"], self._hosts_file(rec, hosts_tail),
@@ -395,7 +473,8 @@ class Lab:
     def pod_object(self, rec):
         """The Pod as the daemons see it (DESIGN.md §4: podIP, nodeName, Ready condition)."""
         annotations = dict(rec["annotations"])
-        annotations[NETNS_ANNOTATION] = rec["netns"]
+        if not self.st.get("api"):   # in a cluster, ztunnel finds the netns itself
+            annotations[NETNS_ANNOTATION] = rec["netns"]
         meta = {"name": rec["name"], "namespace": rec["ns"], "uid": rec["uid"],
                 "creationTimestamp": rec["created"], "labels": rec["labels"],
                 "annotations": annotations}

@@ -10,13 +10,20 @@ answers errors with a Status object. Tests drive it from Python:
     api.start()                                  # api.url == "https://127.0.0.1:PORT"
     api.apply(obj); api.delete("Pod", "ns", "name"); api.compact(); api.drop_watches()
     api.stop()
+
+As a process (`python3 -m gmlab.kubeapi --objects FILE --listen IP:PORT --workdir DIR`), the lab's
+API server for `lab up --api`: it serves the objects of FILE (a JSON list the lab rewrites on
+every change; a change becomes ADDED, MODIFIED or DELETED events), writes its certificates and
+then DIR/ready, and stops on SIGTERM.
 """
 
+import argparse
 import base64
 import copy
 import datetime
 import json
 import os
+import signal
 import ssl
 import subprocess
 import threading
@@ -105,9 +112,10 @@ class KubeAPI:
             old = self.objects[plural].get(key)
             self.rv += 1
             md["resourceVersion"] = str(self.rv)
-            md["uid"] = old["metadata"]["uid"] if old else str(uuid.uuid4())
-            md["creationTimestamp"] = (old["metadata"]["creationTimestamp"] if old else
-                                       datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"))
+            md["uid"] = old["metadata"]["uid"] if old else md.get("uid") or str(uuid.uuid4())
+            md["creationTimestamp"] = (
+                old["metadata"]["creationTimestamp"] if old else md.get("creationTimestamp") or
+                datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
             md["managedFields"] = [{"manager": "test", "operation": "Apply",
                                     "fieldsV1": {"f:metadata": {"f:labels": {}}}}]
             self.objects[plural][key] = obj
@@ -159,7 +167,10 @@ class KubeAPI:
             def do_GET(self):
                 api._handle(self)
 
-        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # every daemon opens six watches at once
+
+        self.server = Server((self.host, self.port), Handler)
         self.server.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.cert, self.key)
@@ -308,3 +319,68 @@ class KubeAPI:
             return
         finally:
             h.close_connection = True
+
+
+# ---- the lab's API server process ----
+
+def _ident(obj):
+    md = obj.get("metadata", {})
+    return obj.get("kind"), md.get("namespace", ""), md.get("name")
+
+
+def _stripped(obj):
+    o = copy.deepcopy(obj)
+    for k in ("resourceVersion", "managedFields"):
+        o.get("metadata", {}).pop(k, None)
+    return o
+
+
+def serve_main(argv=None):
+    ap = argparse.ArgumentParser(prog="gmlab.kubeapi")
+    ap.add_argument("--objects", required=True, help="JSON list of objects to serve")
+    ap.add_argument("--listen", required=True, metavar="IP:PORT")
+    ap.add_argument("--workdir", required=True, help="certificates, token and the ready file")
+    args = ap.parse_args(argv)
+    host, port = args.listen.rsplit(":", 1)
+    token_path = os.path.join(args.workdir, "token")
+    with open(token_path) as f:
+        token = f.read().strip()
+    api = KubeAPI(args.workdir, token=token, host=host, port=int(port), bookmark_interval=5.0)
+    api.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    with open(os.path.join(args.workdir, "ready.tmp"), "w") as f:
+        f.write(api.url + "\n")
+    os.rename(os.path.join(args.workdir, "ready.tmp"), os.path.join(args.workdir, "ready"))
+    print("serving %s on %s" % (args.objects, api.url), flush=True)
+    served, mtime = {}, None
+    while not stop.wait(0.1):
+        try:
+            st = os.stat(args.objects)
+        except FileNotFoundError:
+            continue
+        if (st.st_mtime_ns, st.st_size) == mtime:
+            continue
+        mtime = (st.st_mtime_ns, st.st_size)
+        try:
+            with open(args.objects) as f:
+                objs = [o for o in json.load(f) if o.get("kind") in KIND_TO_PLURAL]
+        except ValueError:
+            continue  # being replaced: the next poll reads it
+        now = {_ident(o): o for o in objs}
+        for ident in sorted(set(served) - set(now), key=str):
+            api.delete(*ident)
+            print("deleted %s %s/%s" % ident, flush=True)
+        for ident, o in sorted(now.items(), key=lambda kv: str(kv[0])):
+            if ident not in served or _stripped(served[ident]) != _stripped(o):
+                api.apply(o)
+                what = "modified" if ident in served else "added"
+                print("%s %s %s/%s" % ((what,) + ident), flush=True)
+        served = now
+    api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve_main())

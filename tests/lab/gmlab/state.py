@@ -77,7 +77,7 @@ class Paths:
     """The files and directories inside one run directory."""
 
     # Everything the lab creates directly under the run directory (removed by `down`).
-    ENTRIES = ("state.json", "lock", "logs", "config", "ca", "pids")
+    ENTRIES = ("state.json", "lock", "logs", "config", "ca", "pids", "api", "proc")
 
     def __init__(self, run):
         self.run = run
@@ -89,6 +89,11 @@ class Paths:
         self.ca_cert = os.path.join(self.ca, "ca.crt")
         self.ca_key = os.path.join(self.ca, "ca.key")
         self.pids = os.path.join(run, "pids")
+        self.api = os.path.join(run, "api")              # lab up --api: the API server's files
+        self.api_objects = os.path.join(self.api, "objects.json")
+        self.api_token = os.path.join(self.api, "token")
+        self.api_ca = os.path.join(self.api, "api-ca.crt")
+        self.proc = os.path.join(run, "proc")            # lab up --api: a /proc per node
 
     def log(self, name):
         return os.path.join(self.logs, name + ".log")
@@ -140,6 +145,7 @@ def new_state(paths, prefix, nodes, build, created_run_dir):
         "etc_netns_created": False,
         "daemons": {},        # "ztunnel-nodeK" -> process record
         "nft": {},            # node index -> hash of the rules last loaded
+        "api": False,         # daemons read a Kubernetes API server (lab up --api)
     }
 
 
