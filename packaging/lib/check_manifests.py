@@ -42,7 +42,7 @@ LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 READ_VERBS = {"get", "list", "watch"}
-ZTUNNEL_CAPS = {"NET_ADMIN", "SYS_ADMIN", "NET_RAW"}
+ZTUNNEL_CAPS = {"NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE"}
 
 
 class Checker:
