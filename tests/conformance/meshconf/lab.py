@@ -36,8 +36,8 @@ class Lab:
                             % (" ".join(args), p.returncode, _tail(p.stderr or p.stdout)))
         return p
 
-    def up(self, files, ns_labels, timeout, nodes=None):
-        args = ["up"]
+    def up(self, files, ns_labels, timeout, nodes=None, api=False):
+        args = ["up"] + (["--api"] if api else [])
         for kv in ns_labels:
             args += ["--ns-label", kv]
         if nodes:

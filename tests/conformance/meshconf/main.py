@@ -57,6 +57,9 @@ def parse_args(argv):
     p.add_argument("--no-waypoint", action="store_true",
                    help="development aid: no waypoint Gateway and no use-waypoint label "
                         "(L4 only; route tests then fail by design)")
+    p.add_argument("--api", action="store_true",
+                   help="the daemons read the lab's Kubernetes API server, as in a cluster "
+                        "(`lab up --api`), instead of its config directory")
     p.add_argument("--serial", action="store_true", help="run a test's cases one at a time")
     p.add_argument("--list", action="store_true", help="list the tests and exit")
     p.add_argument("--self-test", action="store_true",
@@ -128,7 +131,7 @@ class Session:
         say("lab up (%s): %s" % (self.args.lab_name, " ".join(os.path.basename(f)
                                                              for f in files)))
         t0 = time.monotonic()
-        self.lab.up(files, labels, self.args.up_timeout, self.args.nodes)
+        self.lab.up(files, labels, self.args.up_timeout, self.args.nodes, self.args.api)
         say("lab is up in %.1fs" % (time.monotonic() - t0))
 
     def send(self, case):
