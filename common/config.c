@@ -271,22 +271,8 @@ static int refresh_file(struct gm_config_store *st, struct gm_config_file *f)
 /* Where path is, or would go, in the sorted files. */
 static size_t file_slot(const struct gm_config_store *st, const char *path, bool *found)
 {
-    size_t lo = 0, hi = st->n_files;
-
-    *found = false;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(st->files[mid]->path, path);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return gm_sorted_find((void *const *)st->files, st->n_files,
+                          offsetof(struct gm_config_file, path), path, found);
 }
 
 static struct gm_config_file *find_file(struct gm_config_store *st, const char *path)

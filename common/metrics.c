@@ -180,22 +180,8 @@ static bool family_matches(const struct gm_metric_family *fam, const struct gm_m
 /* Index where name is or would be inserted; *found tells which. */
 static size_t family_pos(const struct gm_metrics *reg, const char *name, bool *found)
 {
-    size_t lo = 0, hi = reg->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(reg->fams[mid]->name, name);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return gm_sorted_find((void *const *)reg->fams, reg->n, offsetof(struct gm_metric_family, name),
+                          name, found);
 }
 
 int gm_metrics_register(struct gm_metrics *reg, const struct gm_metric_desc *desc,

@@ -342,6 +342,26 @@ bool gm_str_ieq(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
+size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, bool *found)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(*(const char *const *)((const char *)v[mid] + offset), key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
 uint64_t gm_hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
