@@ -1,4 +1,5 @@
-/* Bump allocator: chunks of at least 16 KiB, freed together. */
+/* Bump allocator: chunks that grow from 1 KiB to 16 KiB (an arena that holds one small object,
+ * like a pod from the Kubernetes API, stays small), freed together. */
 #include "gammamesh/arena.h"
 
 #include <stdarg.h>
@@ -7,8 +8,9 @@
 
 #include "gammamesh/util.h"
 
-#define ARENA_CHUNK 16384
-#define ARENA_ALIGN 16
+#define ARENA_CHUNK       16384
+#define ARENA_FIRST_CHUNK 1024
+#define ARENA_ALIGN       16
 
 struct gm_arena_chunk {
     struct gm_arena_chunk *next;
@@ -43,7 +45,11 @@ void *gm_arena_alloc(struct gm_arena *a, size_t n)
     if (n == 0)
         n = ARENA_ALIGN;
     if (c == NULL || c->size - c->used < n) {
-        size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        size_t size = c ? 2 * c->size : ARENA_FIRST_CHUNK;
+        if (size > ARENA_CHUNK)
+            size = ARENA_CHUNK;
+        if (size < n)
+            size = n;
         c = gm_xmalloc(sizeof(*c) + size);
         c->used = 0;
         c->size = size;

@@ -353,7 +353,11 @@ int gm_config_store_put(struct gm_config_store *st, const char *key, const struc
     atomic_init(&c->refs, 1);
     gm_arena_init(&c->arena);
     c->objs = GM_ARENA_ARRAY(&c->arena, const struct gm_object *, 1);
-    struct gm_ynode *root = gm_ynode_from_json(&c->arena, f->path, doc);
+    /* The tree is only read while decoding (objects copy what they keep): a scratch arena, so
+     * that each entry holds its decoded object alone. */
+    struct gm_arena tree;
+    gm_arena_init(&tree);
+    struct gm_ynode *root = gm_ynode_from_json(&tree, f->path, doc);
     int rc = -EINVAL;
     if (root == NULL) {
         struct gm_loc loc = {.file = f->path};
@@ -362,6 +366,7 @@ int gm_config_store_put(struct gm_config_store *st, const char *key, const struc
     } else {
         rc = gm_object_decode(&c->arena, root, &o, &f->diags);
     }
+    gm_arena_done(&tree);
     if (problems)
         gm_diags_extend(problems, &f->diags);
     if (rc > 0) {

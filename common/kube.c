@@ -583,20 +583,59 @@ static int http_status(struct watcher *w, const struct response *r, bool allow_4
 
 /* ---- objects ---- */
 
-/* Drop what the decoder never reads and what makes objects large. */
-static void trim(json_t *obj)
+/* Keep only the members of obj named in keep (NULL-terminated). */
+static void keep_only(json_t *obj, const char *const *keep)
 {
+    const char *key;
+    json_t *v;
+    void *tmp;
+
+    json_object_foreach_safe(obj, tmp, key, v)
+    {
+        bool wanted = false;
+        for (const char *const *k = keep; *k && !wanted; k++)
+            wanted = strcmp(*k, key) == 0;
+        if (!wanted)
+            json_object_del(obj, key);
+    }
+}
+
+/* Drop what the decoder never reads: pods are most of a cluster's objects, and each one as the
+ * API sends it (managed fields, volumes, container statuses, tolerations…) is several KiB. */
+static void trim(json_t *obj, bool pod)
+{
+    static const char *const pod_spec[] = {"nodeName",    "serviceAccountName", "serviceAccount",
+                                           "hostNetwork", "containers",         NULL};
+    static const char *const container[] = {"name", "ports", NULL};
+    static const char *const pod_status[] = {"podIP", "podIPs", "conditions", NULL};
     json_t *md = json_object_get(obj, "metadata");
+    json_t *ann = json_object_get(md, "annotations");
+    const char *key;
+    json_t *v, *item;
+    void *tmp;
+    size_t i;
 
     json_object_del(md, "managedFields");
-    json_object_del(json_object_get(md, "annotations"),
-                    "kubectl.kubernetes.io/last-applied-configuration");
-    json_t *spec = json_object_get(obj, "spec");
-    json_object_del(spec, "volumes");
-    json_t *status = json_object_get(obj, "status");
-    json_object_del(status, "containerStatuses");
-    json_object_del(status, "initContainerStatuses");
-    json_object_del(status, "ephemeralContainerStatuses");
+    json_object_del(md, "ownerReferences");
+    json_object_foreach_safe(ann, tmp, key, v)
+    {
+        if (strncmp(key, "gammamesh.io/", 13) != 0 && strncmp(key, "istio.io/", 9) != 0)
+            json_object_del(ann, key);
+    }
+    if (!pod) {
+        json_object_del(obj, "status");
+        return;
+    }
+    json_t *spec = json_object_get(obj, "spec"), *status = json_object_get(obj, "status");
+    keep_only(spec, pod_spec);
+    json_array_foreach(json_object_get(spec, "containers"), i, item) keep_only(item, container);
+    keep_only(status, pod_status);
+    json_t *conds = json_object_get(status, "conditions");
+    for (i = json_array_size(conds); i-- > 0;) {
+        const char *type = json_string_value(json_object_get(json_array_get(conds, i), "type"));
+        if (type == NULL || strcmp(type, "Ready") != 0)
+            json_array_remove(conds, i);
+    }
 }
 
 /* The store key of an object, or false when it has no name (or no namespace when it needs one). */
@@ -638,7 +677,7 @@ static void put_object(struct watcher *w, json_t *obj, json_t *into)
     json_t *copy = json_deep_copy(obj);
     json_object_set_new(copy, "kind", json_string(w->res->kind));
     json_object_set_new(copy, "apiVersion", json_string(w->res->api_version));
-    trim(copy);
+    trim(copy, strcmp(w->res->kind, "Pod") == 0);
     emit(w, GM_KUBE_PUT, key, copy);
 }
 

@@ -298,22 +298,43 @@ static void add_endpoint(struct gm_snapshot *s, struct gm_svc *svc, const struct
     }
 }
 
-static void build_endpoints(struct gm_snapshot *s, struct gm_svc *svc)
+/* The ready pods a Service selects, in address order, one per address (two ready pods that
+ * claim one IP: the first); into v when not NULL. Returns how many. */
+static size_t select_endpoints(const struct gm_snapshot *s, const struct gm_svc *svc,
+                               const struct gm_workload **v)
 {
     const struct gm_service *spec = &svc->obj->service;
+    const struct gm_workload *last = NULL;
+    size_t n = 0;
 
-    svc->endpoints = GM_ARENA_ARRAY(&s->arena, struct gm_endpoint, s->n_by_ip + 1);
     if (!spec->has_selector || spec->selector.n == 0)
-        return; /* no selector: endpoints are managed elsewhere; none here */
+        return 0; /* no selector: endpoints are managed elsewhere; none here */
     for (size_t i = 0; i < s->n_by_ip; i++) {
         const struct gm_workload *w = s->by_ip[i];
         if (!w->ready || strcmp(w->namespace, svc->namespace) != 0 ||
             !gm_kvs_subset(&spec->selector, &w->obj->meta.labels))
             continue;
-        if (svc->n_endpoints && gm_ip_equal(&svc->endpoints[svc->n_endpoints - 1].w->ip, &w->ip))
-            continue; /* two ready pods claim one IP: keep the first */
-        add_endpoint(s, svc, w);
+        if (last && gm_ip_equal(&last->ip, &w->ip))
+            continue;
+        last = w;
+        if (v)
+            v[n] = w;
+        n++;
     }
+    return n;
+}
+
+static void build_endpoints(struct gm_snapshot *s, struct gm_svc *svc)
+{
+    /* counted first: sized for every workload, 500 Services over 5,000 pods took 40 MB */
+    size_t n = select_endpoints(s, svc, NULL);
+    const struct gm_workload **v = gm_xcalloc(n + 1, sizeof(*v));
+
+    select_endpoints(s, svc, v);
+    svc->endpoints = GM_ARENA_ARRAY(&s->arena, struct gm_endpoint, n + 1);
+    for (size_t i = 0; i < n; i++)
+        add_endpoint(s, svc, v[i]);
+    free(v);
 }
 
 static void resolve_service_waypoint(struct gm_snapshot *s, struct gm_svc *svc)
