@@ -2,7 +2,9 @@
 """A stand-in for ztunnel, to test the lab before the real daemon exists. NOT a data plane.
 
 Accepts ztunnel's lab flags (--config-dir, --node-name, --ca-cert, --ca-key, --log-format;
-others are ignored), serves 200 on 127.0.0.1:15021/healthz/ready in its netns, and, so the
+others are ignored), serves 200 on 127.0.0.1:15021/healthz/ready in its netns, the part of
+ztunnel's /config_dump the lab reads on 127.0.0.1:15000 (the pods and Services of the config
+dir as it last read them), and, so the
 lab's "enrolled pods have 15008" wait can be exercised, opens a listener on port 15008 inside
 the netns of every enrolled pod of its node (found through the config dir, like the real one:
 Pod spec.nodeName, annotation gammamesh.io/netns, label gammamesh.io/dataplane-mode). Its
@@ -11,6 +13,7 @@ listeners accept connections and close them at once.
 
 import argparse
 import http.server
+import json
 import os
 import signal
 import socket
@@ -40,6 +43,38 @@ class Ready(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+SNAPSHOT = {"workloads": [], "services": []}
+
+
+class Admin(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if self.path == "/config_dump" else 404
+        body = json.dumps({"snapshot": SNAPSHOT}).encode() if code == 200 else b"not found\n"
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def snapshot(objs):
+    """Pods (with their Ready condition) and Service VIPs, as ztunnel's /config_dump has them."""
+    wls, svcs = [], []
+    for o in objs:
+        meta = o.get("metadata", {})
+        if o.get("kind") == "Pod":
+            conds = (o.get("status") or {}).get("conditions") or []
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+            wls.append({"namespace": meta.get("namespace"), "name": meta.get("name"),
+                        "ready": ready})
+        elif o.get("kind") == "Service":
+            svcs.append({"namespace": meta.get("namespace"), "name": meta.get("name"),
+                         "vip": (o.get("spec") or {}).get("clusterIP")})
+    return {"workloads": wls, "services": svcs}
 
 
 def read_objects(config_dir):
@@ -102,9 +137,13 @@ def main():
     log("node %s, config %s, ignoring %s" % (args.node_name, args.config_dir, unknown))
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 15021), Ready)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    adm = http.server.ThreadingHTTPServer(("127.0.0.1", 15000), Admin)
+    threading.Thread(target=adm.serve_forever, daemon=True).start()
     listeners = {}
     while True:
-        want = enrolled_pods(read_objects(args.config_dir), args.node_name)
+        objs = read_objects(args.config_dir)
+        SNAPSHOT.update(snapshot(objs))
+        want = enrolled_pods(objs, args.node_name)
         for netns in [n for n in listeners if n not in want]:
             listeners.pop(netns).close()
             log("closed 15008 in %s" % netns)

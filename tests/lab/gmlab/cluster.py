@@ -26,6 +26,7 @@ from .workloads import (HBONE_PORT, MESH_LABEL, WAYPOINT_CLASS, declared_ports,
 NETNS_ANNOTATION = "gammamesh.io/netns"
 API_PORT = 6443
 READY_PORT = 15021
+ADMIN_PORT = 15000
 READY_PATH = "/healthz/ready"
 VIP_RANGES = 128                                  # 198.19.0.x … 198.19.127.x
 
@@ -575,6 +576,8 @@ class Lab:
                 problems.append("ztunnel-node%d: GET http://127.0.0.1:%d%s: %s (log: %s)"
                                 % (k, READY_PORT, READY_PATH, status,
                                    self.paths.log("ztunnel-node%d" % k)))
+        if not problems:
+            problems += self._check_ztunnels_current(pods)
         for rec in pods:
             if self.enrolled(rec):
                 ports = listening.get(rec["netns"]) or \
@@ -584,6 +587,41 @@ class Lab:
                                     "%d in its netns yet (ztunnel-%s)"
                                     % (rec["ns"], rec["name"], HBONE_PORT,
                                        rec["spec"]["nodeName"]))
+        return problems
+
+    def _check_ztunnels_current(self, pods):
+        """Every ztunnel has applied what the lab last wrote: the same pods Ready, the same
+        Service VIPs. A ztunnel is ready once it has a configuration, not once it has this one
+        (it reads changes within a second), and a client that starts right after `lab up` or
+        `lab apply` must not meet an older one ("no healthy upstream" for a Service whose pods
+        it has not seen Ready yet)."""
+        want_ready = {"%s/%s" % (r["ns"], r["name"]) for r in pods if r["ready"]}
+        want_vips = {k: v for k, v in self.st["vips"].items()
+                     if k in self.services() and self.has_vip(self.services()[k])}
+        problems = []
+        for k in range(1, self.st["nodes"] + 1):
+            status, body = topology.http_get(topology.node_netns(self.prefix, k), "127.0.0.1",
+                                             ADMIN_PORT, "/config_dump")
+            try:
+                snap = json.loads(body)["snapshot"] if status == 200 else None
+            except (ValueError, KeyError, TypeError):
+                snap = None
+            if not snap:
+                problems.append("ztunnel-node%d: no snapshot in /config_dump yet (%s)"
+                                % (k, status))
+                continue
+            ready = {"%s/%s" % (w["namespace"], w["name"]) for w in snap["workloads"]
+                     if w["ready"]}
+            vips = {"%s/%s" % (sv["namespace"], sv["name"]): sv["vip"]
+                    for sv in snap["services"] if sv.get("vip")}
+            late = sorted(want_ready ^ ready)
+            if late:
+                problems.append("ztunnel-node%d has not applied the readiness of pod(s) %s yet"
+                                % (k, ", ".join(late[:5])))
+            stale = sorted(k2 for k2, v in want_vips.items() if vips.get(k2) != v)
+            if stale:
+                problems.append("ztunnel-node%d has not applied the VIP of Service(s) %s yet"
+                                % (k, ", ".join(stale[:5])))
         return problems
 
     def _check_daemons_alive(self):

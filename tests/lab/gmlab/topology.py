@@ -197,6 +197,32 @@ def netns_socket(netns, family=socket.AF_INET, kind=socket.SOCK_STREAM):
     return out["sock"]
 
 
+def http_get(netns, host, port, path, timeout=2.0, limit=64 << 20):
+    """(status, body bytes) of GET http://host:port/path made from inside netns (HTTP/1.0, the
+    body read to the end), or (error string, None)."""
+    try:
+        s = netns_socket(netns)
+    except OSError as e:
+        return str(e), None
+    data = bytearray()
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.sendall(("GET %s HTTP/1.0\r\nHost: %s:%d\r\n\r\n" % (path, host, port)).encode())
+        while len(data) < limit:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except OSError as e:
+        return e.strerror or str(e), None
+    finally:
+        s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/\d(?:\.\d)? (\d{3})", head)
+    return (int(m.group(1)), body) if m else ("not an HTTP answer: %r" % head[:40], None)
+
+
 def http_status(netns, host, port, path, timeout=1.0):
     """Status code of GET http://host:port/path made from inside netns, or an error string."""
     try:
