@@ -116,6 +116,48 @@ static void on_kube(void *ctx)
     update_metrics(c);
 }
 
+static struct gm_metric_family *kube_family(struct gm_control *c, const char *name,
+                                            const char *help, int type)
+{
+    static const char *const labels[] = {"resource", NULL};
+    struct gm_metric_desc desc = {.name = name, .help = help, .type = type, .labels = labels};
+    struct gm_metric_family *fam = NULL;
+
+    gm_metrics_register(gm_daemon_metrics(c->daemon), &desc, &fam);
+    return fam;
+}
+
+static void count_delta(struct gm_metric_family *fam, const char *resource, uint64_t now,
+                        uint64_t before)
+{
+    const char *values[] = {resource, NULL};
+
+    if (fam && now > before)
+        gm_metrics_add(gm_metrics_get(fam, values), (int64_t)(now - before));
+}
+
+/* Every second: the API source's per-kind counts into /metrics. */
+static void on_kube_stats(uv_timer_t *t)
+{
+    struct gm_control *c = t->data;
+    struct gm_kube_stats now[GM_KUBE_RESOURCES];
+
+    if (c->kube == NULL)
+        return;
+    gm_kube_stats(c->kube, now);
+    for (size_t i = 0; i < GM_KUBE_RESOURCES; i++) {
+        const struct gm_kube_stats *n = &now[i], *b = &c->kube_last[i];
+        const char *values[] = {n->resource, NULL};
+        if (c->m_kube_synced)
+            gm_metrics_set(gm_metrics_get(c->m_kube_synced, values), n->synced);
+        count_delta(c->m_kube_lists, n->resource, n->lists, b->lists);
+        count_delta(c->m_kube_watches, n->resource, n->watches, b->watches);
+        count_delta(c->m_kube_events, n->resource, n->events, b->events);
+        count_delta(c->m_kube_errors, n->resource, n->errors, b->errors);
+    }
+    memcpy(c->kube_last, now, sizeof(now));
+}
+
 static int start_kube(struct gm_control *c, const struct gm_common_settings *cs)
 {
     struct gm_kube_config kc = {.api = cs->kube_api,
@@ -133,6 +175,24 @@ static int start_kube(struct gm_control *c, const struct gm_common_settings *cs)
     }
     uv_timer_init(gm_daemon_loop(c->daemon), &c->kube_timer);
     c->kube_timer.data = c;
+    c->m_kube_synced =
+        kube_family(c, "gammamesh_kube_synced",
+                    "1 once the kind was listed from the Kubernetes API.", GM_METRIC_GAUGE);
+    c->m_kube_lists = kube_family(c, "gammamesh_kube_lists_total",
+                                  "Lists of the kind started (the first, and after 410 Gone).",
+                                  GM_METRIC_COUNTER);
+    c->m_kube_watches = kube_family(c, "gammamesh_kube_watches_total",
+                                    "Watches of the kind started.", GM_METRIC_COUNTER);
+    c->m_kube_events =
+        kube_family(c, "gammamesh_kube_watch_events_total",
+                    "Watch events received (bookmarks and errors included).", GM_METRIC_COUNTER);
+    c->m_kube_errors =
+        kube_family(c, "gammamesh_kube_request_errors_total",
+                    "Requests to the Kubernetes API that failed (connection, TLS, status, body).",
+                    GM_METRIC_COUNTER);
+    uv_timer_init(gm_daemon_loop(c->daemon), &c->kube_stats_timer);
+    c->kube_stats_timer.data = c;
+    uv_timer_start(&c->kube_stats_timer, on_kube_stats, 0, 1000);
     return 0;
 }
 
@@ -195,6 +255,7 @@ void gm_control_stop(struct gm_control *c)
         gm_kube_stop(c->kube);
         c->kube = NULL;
         uv_close((uv_handle_t *)&c->kube_timer, NULL);
+        uv_close((uv_handle_t *)&c->kube_stats_timer, NULL);
     } else {
         gm_config_watch_stop(&c->watch);
     }

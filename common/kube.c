@@ -57,6 +57,7 @@ static const struct resource resources[] = {
      "AuthorizationPolicy", "security.istio.io/v1", false},
 };
 #define N_RESOURCES (sizeof(resources) / sizeof(resources[0]))
+_Static_assert(N_RESOURCES == GM_KUBE_RESOURCES, "kube.h names the number of kinds");
 
 /* What one request ended with, besides 0 (done) and -errno (I/O). */
 enum {
@@ -1102,20 +1103,38 @@ void gm_kube_relist(struct gm_kube *k)
     uv_mutex_unlock(&k->mu);
 }
 
-json_t *gm_kube_dump(struct gm_kube *k)
+void gm_kube_stats(struct gm_kube *k, struct gm_kube_stats *out)
 {
-    json_t *res = json_object();
-
     uv_mutex_lock(&k->mu);
     for (size_t i = 0; i < N_RESOURCES; i++) {
         const struct watcher *w = &k->w[i];
-        json_object_set_new(res, w->res->name,
-                            json_pack("{s:b, s:b, s:I, s:I, s:I, s:I, s:s?}", "synced", w->synced,
-                                      "served", w->served, "lists", (json_int_t)w->lists, "watches",
-                                      (json_int_t)w->watches, "events", (json_int_t)w->events,
-                                      "errors", (json_int_t)w->errors, "last_error",
-                                      w->error[0] ? w->error : NULL));
+        out[i] = (struct gm_kube_stats){.resource = w->res->name,
+                                        .synced = w->synced,
+                                        .served = w->served,
+                                        .lists = w->lists,
+                                        .watches = w->watches,
+                                        .events = w->events,
+                                        .errors = w->errors};
     }
     uv_mutex_unlock(&k->mu);
+}
+
+json_t *gm_kube_dump(struct gm_kube *k)
+{
+    struct gm_kube_stats st[N_RESOURCES];
+    json_t *res = json_object();
+
+    gm_kube_stats(k, st);
+    for (size_t i = 0; i < N_RESOURCES; i++) {
+        json_t *o = json_pack("{s:b, s:b, s:I, s:I, s:I, s:I}", "synced", st[i].synced, "served",
+                              st[i].served, "lists", (json_int_t)st[i].lists, "watches",
+                              (json_int_t)st[i].watches, "events", (json_int_t)st[i].events,
+                              "errors", (json_int_t)st[i].errors);
+        uv_mutex_lock(&k->mu);
+        json_object_set_new(o, "last_error",
+                            k->w[i].error[0] ? json_string(k->w[i].error) : json_null());
+        uv_mutex_unlock(&k->mu);
+        json_object_set_new(res, st[i].resource, o);
+    }
     return json_pack("{s:s, s:o}", "api", k->authority, "resources", res);
 }

@@ -30,9 +30,13 @@ struct gm_control {
     void *ctx;
     struct gm_metric *m_loads, *m_errors, *m_objects, *m_diags;
     uint64_t errors_seen;
-    struct gm_kube *kube;  /* config-source kubernetes; NULL for the directory */
-    uv_timer_t kube_timer; /* coalesces the API's changes into one rebuild */
-    bool kube_synced;      /* every kind listed once: the first snapshot can be built */
+    struct gm_kube *kube;        /* config-source kubernetes; NULL for the directory */
+    uv_timer_t kube_timer;       /* coalesces the API's changes into one rebuild */
+    bool kube_synced;            /* every kind listed once: the first snapshot can be built */
+    uv_timer_t kube_stats_timer; /* copies the API source's counts into the metrics */
+    struct gm_kube_stats kube_last[GM_KUBE_RESOURCES];
+    struct gm_metric_family *m_kube_synced, *m_kube_lists, *m_kube_watches, *m_kube_events,
+        *m_kube_errors;
     bool stopped;
 };
 

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct gm_kube_config {
@@ -60,8 +61,18 @@ void gm_kube_events_free(struct gm_kube_event *e);
 bool gm_kube_synced(struct gm_kube *k, char *why, size_t len);
 /* Lists every kind again (SIGHUP). */
 void gm_kube_relist(struct gm_kube *k);
-/* {"api": …, "resources": {"pods": {"synced", "served", "resource_version", "objects", "lists",
- * "watches", "events", "errors", "last_error"}, …}} */
+/* What one kind's thread has done so far. */
+struct gm_kube_stats {
+    const char *resource; /* "pods" */
+    bool synced;          /* listed at least once */
+    bool served;          /* the server has the kind (no 404) */
+    uint64_t lists, watches, events, errors;
+};
+#define GM_KUBE_RESOURCES 6
+/* Fills out[GM_KUBE_RESOURCES]. */
+void gm_kube_stats(struct gm_kube *k, struct gm_kube_stats *out);
+/* {"api": …, "resources": {"pods": {"synced", "served", "lists", "watches", "events", "errors",
+ * "last_error"}, …}} */
 json_t *gm_kube_dump(struct gm_kube *k);
 
 #endif

@@ -294,6 +294,13 @@ def test_injected_errors_back_off_and_recover(api, daemons):
     assert pods["errors"] == 3 and pods["last_error"] is None, pods
     assert "injected failure 500" in z.logs()
     assert z.workloads() == ["p0"]
+    metrics = lambda: get("http://127.0.0.1:%d/metrics" % (z.base + 1))[1]  # noqa: E731
+    assert wait_for(lambda: 'gammamesh_kube_synced{resource="pods"} 1' in metrics())
+    m = metrics()
+    assert 'gammamesh_kube_request_errors_total{resource="pods"} 3' in m, m
+    assert 'gammamesh_kube_lists_total{resource="pods"} 4' in m, m  # three failed, one good
+    assert 'gammamesh_kube_request_errors_total{resource="services"}' not in m or \
+        'gammamesh_kube_request_errors_total{resource="services"} 0' in m, m
 
 
 def test_stop_does_not_wait_for_a_silent_server(tmp_path, daemons, api):
