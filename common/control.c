@@ -43,17 +43,20 @@ static void log_new_diags(const struct gm_diags *d)
 
 static void rebuild(struct gm_control *c)
 {
+    uint64_t t0 = uv_hrtime();
     struct gm_snapshot *s = gm_config_store_snapshot(&c->store, &c->opts);
     struct gm_snapshot *old = c->current;
+    unsigned build_us = (unsigned)((uv_hrtime() - t0) / 1000);
 
     c->current = s;
     c->loaded = true;
     gm_metrics_inc(c->m_loads);
     log_new_diags(&s->diags);
     GM_LOG_INFO("config", "snapshot built",
-                "generation=%llu objects=%zu workloads=%zu services=%zu routes=%zu problems=%zu",
+                "generation=%llu objects=%zu workloads=%zu services=%zu routes=%zu problems=%zu "
+                "build_us=%u",
                 (unsigned long long)s->generation, s->n_objects, s->n_workloads, s->n_services,
-                s->n_routes, s->diags.n);
+                s->n_routes, s->diags.n, build_us);
     if (c->on_snapshot)
         c->on_snapshot(c, s, c->ctx);
     gm_snapshot_unref(old);

@@ -183,19 +183,35 @@ static void on_rules_installed(void *ctx, int status)
 
 /* The netns of a pod without the annotation: a process of the pod under proc-root, whose
  * namespace is held open from then on, so that a pid reused later cannot point elsewhere. */
+/* A scan serves the pods that start within a second; a pod it lacks scans again after 100 ms. */
+#define ZT_SCAN_MAX_AGE_MS 1000
+
+static long scanned_pid(const struct zt_pods *p, const char *uid)
+{
+    for (long i = 0; i < p->n_scan; i++)
+        if (strcasecmp(p->scan[i].uid, uid) == 0)
+            return p->scan[i].pid;
+    return 0;
+}
+
 static int discover(struct zt_pods *p, struct zt_pod *pod)
 {
     const char *root = p->zt->set.proc_root;
-    struct zt_pod_pid *v;
-    long n = zt_netns_scan_pods(root, &v), pid = 0;
+    uint64_t now = uv_now(gm_daemon_loop(p->zt->daemon));
+    long pid = now - p->scan_at_ms < ZT_SCAN_MAX_AGE_MS ? scanned_pid(p, pod->uid) : 0;
     char path[512];
 
-    if (n < 0)
-        return (int)n;
-    for (long i = 0; i < n; i++)
-        if (strcasecmp(v[i].uid, pod->uid) == 0)
-            pid = v[i].pid;
-    free(v);
+    if (pid == 0 && (p->scan == NULL || now - p->scan_at_ms >= 100)) {
+        free(p->scan);
+        p->n_scan = zt_netns_scan_pods(root, &p->scan);
+        p->scan_at_ms = now;
+        if (p->n_scan < 0) {
+            int err = (int)p->n_scan;
+            p->n_scan = 0;
+            return err;
+        }
+        pid = scanned_pid(p, pod->uid);
+    }
     if (pid == 0)
         return -ENOENT;
     snprintf(path, sizeof(path), "%s/%ld/ns/net", root, pid);
@@ -403,4 +419,7 @@ void zt_pods_done(struct zt_pods *p)
     free(p->v);
     p->v = NULL;
     p->n = 0;
+    free(p->scan);
+    p->scan = NULL;
+    p->n_scan = 0;
 }

@@ -51,6 +51,11 @@ struct zt_pods {
     size_t n, cap;
     uv_timer_t retry;
     unsigned rule_flags; /* zt_capture_rules flags: IPv6 present, refused */
+    /* The last scan of proc-root for pods' processes: one scan serves every pod that starts
+     * within ZT_SCAN_MAX_AGE_MS (a node's /proc has thousands of entries to read). */
+    struct zt_pod_pid *scan;
+    long n_scan;
+    uint64_t scan_at_ms;
 };
 
 struct zt {
