@@ -135,8 +135,11 @@ static void count_delta(struct gm_metric_family *fam, const char *resource, uint
 {
     const char *values[] = {resource, NULL};
 
-    if (fam && now > before)
-        gm_metrics_add(gm_metrics_get(fam, values), (int64_t)(now - before));
+    if (fam && now > before) {
+        struct gm_metric *m = gm_metrics_get(fam, values);
+        gm_metrics_add(m, (int64_t)(now - before));
+        gm_metrics_unref(m);
+    }
 }
 
 /* Every second: the API source's per-kind counts into /metrics. */
@@ -151,8 +154,11 @@ static void on_kube_stats(uv_timer_t *t)
     for (size_t i = 0; i < GM_KUBE_RESOURCES; i++) {
         const struct gm_kube_stats *n = &now[i], *b = &c->kube_last[i];
         const char *values[] = {n->resource, NULL};
-        if (c->m_kube_synced)
-            gm_metrics_set(gm_metrics_get(c->m_kube_synced, values), n->synced);
+        if (c->m_kube_synced) {
+            struct gm_metric *m = gm_metrics_get(c->m_kube_synced, values);
+            gm_metrics_set(m, n->synced);
+            gm_metrics_unref(m);
+        }
         count_delta(c->m_kube_lists, n->resource, n->lists, b->lists);
         count_delta(c->m_kube_watches, n->resource, n->watches, b->watches);
         count_delta(c->m_kube_events, n->resource, n->events, b->events);

@@ -176,12 +176,12 @@ def test_lists_in_pages_then_watches(api, daemons):
     api.apply(svc("b", "10.96.0.10"))
     z = daemons(api)
     assert wait_for(lambda: z.ready()[0] == 200), z.logs()
-    assert z.workloads() == ["p%d" % i for i in range(7)]
+    assert z.workloads() == ["p%d" % i for i in range(7)], (z.workloads(), z.logs())
     d = z.dump()
     assert d["config_source"] == "kubernetes" and "config_dir" not in d
     pods = d["kubernetes"]["resources"]["pods"]
-    assert pods["synced"] and pods["served"] and pods["lists"] == 1
-    assert api.count(lambda r: "/pods?limit=500&continue=" in r[1]) == 3
+    assert pods["synced"] and pods["served"] and pods["lists"] == 1, (pods, z.logs())
+    assert api.count(lambda r: "/pods?limit=500&continue=" in r[1]) == 3, api.requests
     # items of a core list carry no kind or apiVersion: the source sets them
     assert len(endpoints(d)) == 7, d["snapshot"]["services"]
     # every request carries the token; the watch asks for bookmarks and resumes from the list
@@ -204,23 +204,26 @@ def test_gone_relists_and_deletes_what_vanished(api, daemons):
         api.apply(pod("p%d" % i, "10.1.0.%d" % (i + 1)))
     z = daemons(api)
     assert wait_for(lambda: z.workloads() == ["p0", "p1", "p2"]), z.logs()
-    # While no watch is open, p1 goes and the history is compacted: the resumed watch gets an
-    # ERROR 410, and the new list must show p1 gone (nobody sends its DELETED any more).
-    api.bookmark_interval = 3600
-    api.drop_watches()
-    api.delete("Pod", "app", "p1")
-    api.apply(pod("p7", "10.1.0.7"))
-    api.compact()
-    api.drop_watches()
+    # While no watch is open (new ones are held), p1 goes and the history is compacted: the
+    # resumed watch gets an ERROR 410, and the new list must show p1 gone (nobody sends its
+    # DELETED any more).
+    def gap(*changes):
+        api.watch_gate.clear()
+        api.drop_watches()
+        for change in changes:
+            change()
+        api.compact()
+        api.watch_gate.set()
+    lists = lambda: z.dump()["kubernetes"]["resources"]["pods"]["lists"]  # noqa: E731
+    gap(lambda: api.delete("Pod", "app", "p1"), lambda: api.apply(pod("p7", "10.1.0.7")))
     assert wait_for(lambda: z.workloads() == ["p0", "p2", "p7"]), (z.workloads(), z.logs())
-    assert z.dump()["kubernetes"]["resources"]["pods"]["lists"] >= 2
+    assert lists() == 2, z.dump()["kubernetes"]
     assert "resource version too old: listing again" in z.logs()
     # the same with 410 as the HTTP status of the watch
     api.gone_as_status = True
-    api.delete("Pod", "app", "p2")
-    api.compact()
-    api.drop_watches()
+    gap(lambda: api.delete("Pod", "app", "p2"))
     assert wait_for(lambda: z.workloads() == ["p0", "p7"]), (z.workloads(), z.logs())
+    assert lists() == 3, z.dump()["kubernetes"]
 
 
 def test_not_served_kind_is_empty_and_sighup_lists_again(api, daemons):

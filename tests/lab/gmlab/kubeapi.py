@@ -9,6 +9,7 @@ answers errors with a Status object. Tests drive it from Python:
     api = KubeAPI(workdir, token="t0k3n")       # cert for 127.0.0.1 signed by api.ca_cert
     api.start()                                  # api.url == "https://127.0.0.1:PORT"
     api.apply(obj); api.delete("Pod", "ns", "name"); api.compact(); api.drop_watches()
+    api.watch_gate.clear() … api.watch_gate.set()   # hold new watches meanwhile
     api.stop()
 
 As a process (`python3 -m gmlab.kubeapi --objects FILE --listen IP:PORT --workdir DIR`), the lab's
@@ -93,6 +94,8 @@ class KubeAPI:
         self.page_limit_cap = None                   # force small pages
         self.requests = []                           # (method, path, authorization)
         self.generation = 0                          # bumped by drop_watches
+        self.watch_gate = threading.Event()          # cleared: new watches wait for it
+        self.watch_gate.set()
         self.server = None
 
     # ---- state, from the test ----
@@ -261,6 +264,9 @@ class KubeAPI:
                                  "items": [self._item(plural, o) for o in page]})
 
     def _watch(self, h, plural, q):
+        while not self.watch_gate.wait(0.1):
+            if self.server is None:
+                return
         try:
             since = int(q.get("resourceVersion", "0") or 0)
         except ValueError:
