@@ -306,6 +306,57 @@ def test_injected_errors_back_off_and_recover(api, daemons):
         'gammamesh_kube_request_errors_total{resource="services"} 0' in m, m
 
 
+def test_hostile_server_answers_are_refused_and_the_source_recovers(api, daemons):
+    """Whatever the server sends, the daemon names the problem, backs off, and carries on: a
+    later change still arrives."""
+    z = daemons(api)
+    assert wait_for(lambda: z.ready()[0] == 200), z.logs()
+    n = [0]
+
+    def survives(what, expect, setup):
+        before = z.logs().count(expect)
+        setup()
+        n[0] += 1
+        api.drop_watches()
+        name = "q%d" % n[0]
+        api.apply(pod(name, "10.2.0.%d" % n[0]))
+        assert wait_for(lambda: name in (z.workloads() or []), 15), (what, z.logs()[-3000:])
+        assert wait_for(lambda: z.logs().count(expect) > before, 5), (what, expect,
+                                                                       z.logs()[-3000:])
+        assert z.p.poll() is None, what
+
+    def watch_starts_with(data):
+        return lambda: api.watch_prefix.update(pods=data)
+
+    def answer_raw(data, relist=False):
+        def setup():
+            api.raw_next["pods"] = data
+            if relist:  # SIGHUP lists again: the next pods request is a list
+                z.p.send_signal(signal.SIGHUP)
+        return setup
+
+    survives("a watch line that is not JSON", "watch event that is not one",
+             watch_starts_with(b"this is not json\n"))
+    survives("an event without an object", "no type or object",
+             watch_starts_with(b'{"type": "ADDED"}\n'))
+    survives("a watch ERROR that is not 410", "watch error 500: boom",
+             watch_starts_with(b'{"type": "ERROR", "object": {"code": 500, "message": "boom"}}\n'))
+    survives("an event line over 32 MiB", "watch event larger than 32 MiB",
+             watch_starts_with(b"x" * (33 << 20)))
+    survives("an answer that is not HTTP", "bad HTTP response",
+             answer_raw(b"SSH-2.0-OpenSSH_9.2\r\n"))
+    survives("a broken chunked body", "bad HTTP response",
+             answer_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"zz\r\nnot a chunk size\r\n"))
+    survives("a list that is not JSON", "the list is not a list",
+             answer_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", relist=True))
+    survives("a list cut short", "closed the connection mid-response",
+             answer_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"items\"",
+                        relist=True))
+    pods = z.dump()["kubernetes"]["resources"]["pods"]
+    assert pods["errors"] >= 8, pods
+
+
 def test_stop_does_not_wait_for_a_silent_server(tmp_path, daemons, api):
     # a TCP listener that never speaks TLS: every request hangs in the handshake
     s = socket.socket()

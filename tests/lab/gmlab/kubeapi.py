@@ -94,6 +94,8 @@ class KubeAPI:
         self.page_limit_cap = None                   # force small pages
         self.requests = []                           # (method, path, authorization)
         self.generation = 0                          # bumped by drop_watches
+        self.raw_next = {}                           # plural -> bytes answered raw, once
+        self.watch_prefix = {}                       # plural -> raw bytes a watch starts with
         self.watch_gate = threading.Event()          # cleared: new watches wait for it
         self.watch_gate.set()
         self.server = None
@@ -223,6 +225,12 @@ class KubeAPI:
         with self.lock:
             pending = self.fail.get(plural)
             code = pending.pop(0) if pending else None
+            raw = self.raw_next.pop(plural, None)
+        if raw is not None:  # hostile: whatever bytes the test wants, then the end
+            h.wfile.write(raw)
+            h.wfile.flush()
+            h.close_connection = True
+            return
         if code:
             return self._send_json(h, code, status(code, "InternalError",
                                                    "injected failure %d" % code))
@@ -289,6 +297,11 @@ class KubeAPI:
             h.wfile.flush()
 
         try:
+            with self.lock:
+                prefix = self.watch_prefix.pop(plural, None)
+            if prefix is not None:
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(prefix), prefix) if prefix else b"")
+                h.wfile.flush()
             if too_old:
                 chunk({"type": "ERROR", "object": status(
                     410, "Expired", "too old resource version: %d (%d)" % (since,
