@@ -65,6 +65,7 @@ enum {
     R_NOT_SERVED,  /* 404 on a list: the kind is not installed */
     R_HTTP,        /* another status, in w->error */
     R_PROTOCOL,    /* a body that is not what the API sends, in w->error */
+    R_CONFLICT,    /* 409 on a status update: read again and retry */
 };
 
 struct watcher {
@@ -84,6 +85,17 @@ struct watcher {
     char error[512]; /* the last error, "" once a request succeeds */
 };
 
+/* A route status to write (gm_kube_route_status), newest per route. */
+struct status_job {
+    struct status_job *next;
+    char *ns, *name;
+    json_t *entries;
+    int attempts;
+};
+
+static const struct resource status_resource = {"httproutes/status", NULL, "HTTPRoute",
+                                                "gateway.networking.k8s.io/v1", false};
+
 struct gm_kube {
     uv_loop_t *loop;
     uv_async_t async;
@@ -100,6 +112,11 @@ struct gm_kube {
     struct gm_kube_event *head, **tail;
     bool sent_synced;
     struct watcher w[N_RESOURCES];
+    /* the route status writer */
+    struct watcher status_w;
+    uv_cond_t status_cond;
+    struct status_job *jobs;
+    uint64_t status_writes, status_unchanged;
 };
 
 /* ---- small helpers ---- */
@@ -471,10 +488,11 @@ static int on_message_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-/* GET path; the body is in r->body (or was handled event by event when stream). 0 when the
- * response was read, whatever its status; -errno or R_* otherwise, with w->error set. */
-static int http_get(struct watcher *w, const char *path, bool stream, int idle_ms,
-                    struct response *r)
+/* METHOD path (with a JSON body when body is not NULL); the answer's body is in r->body (or was
+ * handled event by event when stream). 0 when the response was read, whatever its status;
+ * -errno or R_* otherwise, with w->error set. */
+static int http_request(struct watcher *w, const char *method, const char *path, const char *body,
+                        bool stream, int idle_ms, struct response *r)
 {
     struct gm_kube *k = w->k;
     struct conn c = {.w = w, .fd = -1};
@@ -498,14 +516,19 @@ static int http_get(struct watcher *w, const char *path, bool stream, int idle_m
         return rc;
     }
     struct gm_buf req;
-    gm_buf_init(&req, 512);
+    gm_buf_init(&req, 0);
     gm_buf_printf(&req,
-                  "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
+                  "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nAccept: application/json\r\n"
                   "Connection: close\r\n",
-                  path, k->authority, k->user_agent);
+                  method, path, k->authority, k->user_agent);
     if (token[0])
         gm_buf_printf(&req, "Authorization: Bearer %s\r\n", token);
+    if (body)
+        gm_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+                      strlen(body));
     gm_buf_append(&req, "\r\n", 2);
+    if (body)
+        gm_buf_append(&req, body, strlen(body));
     rc = conn_write(&c, req.data, req.len);
     gm_buf_done(&req);
     if (rc < 0) {
@@ -786,14 +809,14 @@ static int list(struct watcher *w)
     for (;;) {
         struct gm_buf path;
         struct response r;
-        gm_buf_init(&path, 256);
+        gm_buf_init(&path, 0);
         gm_buf_printf(&path, "%s?limit=%d", w->res->path, PAGE_LIMIT);
         if (cont) {
             gm_buf_append(&path, "&continue=", 10);
             put_query_value(&path, cont);
         }
         gm_buf_append(&path, "", 1);
-        rc = http_get(w, path.data, false, READ_TIMEOUT, &r);
+        rc = http_request(w, "GET", path.data, NULL, false, READ_TIMEOUT, &r);
         gm_buf_done(&path);
         if (rc == 0 && r.status != 200)
             rc = http_status(w, &r, true);
@@ -863,12 +886,12 @@ static int watch(struct watcher *w)
     unsigned timeout = WATCH_MIN_SECONDS + rand_r(&w->seed) % WATCH_MIN_SECONDS;
 
     count(w, &w->watches);
-    gm_buf_init(&path, 256);
+    gm_buf_init(&path, 0);
     gm_buf_printf(&path, "%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=",
                   w->res->path, timeout);
     put_query_value(&path, w->rv);
     gm_buf_append(&path, "", 1);
-    int rc = http_get(w, path.data, true, (int)(timeout + 30) * 1000, &r);
+    int rc = http_request(w, "GET", path.data, NULL, true, (int)(timeout + 30) * 1000, &r);
     gm_buf_done(&path);
     if (rc == 0 && r.status != 200)
         rc = http_status(w, &r, false);
@@ -918,6 +941,225 @@ static void watcher_main(void *arg)
                             "resource=%s error=%s retry_ms=%u", w->res->name, err, backoff);
         nap(w, backoff / 2 + rand_r(&w->seed) % (backoff / 2 + 1));
     }
+}
+
+/* ---- route status ---- */
+
+#define STATUS_ATTEMPTS 5 /* conflicts in a row before the job waits its turn again */
+
+static bool same_parent_ref(const json_t *a, const json_t *b)
+{
+    static const char *const keys[] = {"group", "kind", "namespace", "name", "sectionName", "port"};
+
+    for (size_t i = 0; i < GM_ARRAY_LEN(keys); i++) {
+        const json_t *x = json_object_get(a, keys[i]), *y = json_object_get(b, keys[i]);
+        if ((x == NULL) != (y == NULL) || (x && !json_equal((json_t *)x, (json_t *)y)))
+            return false;
+    }
+    return true;
+}
+
+/* Our entry for parentRef ref among parents, or NULL. */
+static json_t *our_entry(const json_t *parents, const json_t *ref, const char *controller)
+{
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(parents, i, p)
+    {
+        const char *c = json_string_value(json_object_get(p, "controllerName"));
+        if (c && strcmp(c, controller) == 0 &&
+            same_parent_ref(json_object_get(p, "parentRef"), ref))
+            return p;
+    }
+    return NULL;
+}
+
+/* A condition that says what old says keeps old's lastTransitionTime. */
+static void keep_transition_times(json_t *entry, const json_t *old)
+{
+    size_t i, k;
+    json_t *c, *oc;
+
+    json_array_foreach(json_object_get(entry, "conditions"), i, c)
+    {
+        json_array_foreach(json_object_get(old, "conditions"), k, oc)
+        {
+            bool same = json_equal(json_object_get(c, "type"), json_object_get(oc, "type")) &&
+                        json_equal(json_object_get(c, "status"), json_object_get(oc, "status")) &&
+                        json_equal(json_object_get(c, "reason"), json_object_get(oc, "reason"));
+            json_t *ltt = json_object_get(oc, "lastTransitionTime");
+            if (same && ltt)
+                json_object_set(c, "lastTransitionTime", ltt);
+        }
+    }
+}
+
+/* One read-merge-write of a route's status.parents: our entries (by controllerName and
+ * parentRef) replaced, everyone else's kept. 0 (written or already so), R_CONFLICT, or an error. */
+static int write_status(struct watcher *w, const struct status_job *j)
+{
+    struct response r;
+    char path[600];
+    json_t *e;
+    size_t i;
+
+    snprintf(path, sizeof(path), "/apis/gateway.networking.k8s.io/v1/namespaces/%s/httproutes/%s",
+             j->ns, j->name);
+    int rc = http_request(w, "GET", path, NULL, false, READ_TIMEOUT, &r);
+    if (rc == 0 && r.status == 404) {
+        gm_buf_done(&r.body);
+        return 0; /* the route is gone */
+    }
+    if (rc == 0 && r.status != 200)
+        rc = http_status(w, &r, false);
+    json_t *route =
+        rc == 0 ? json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL) : NULL;
+    gm_buf_done(&r.body);
+    if (rc != 0)
+        return rc;
+    if (!json_is_object(route)) {
+        set_error(w, "%s: the route %s/%s is not JSON", w->res->name, j->ns, j->name);
+        json_decref(route);
+        return R_PROTOCOL;
+    }
+    json_t *status = json_object_get(route, "status");
+    if (!json_is_object(status)) {
+        status = json_object();
+        json_object_set_new(route, "status", status);
+    }
+    json_t *old = json_object_get(status, "parents"), *parents = json_array();
+    const char *controller = GM_KUBE_CONTROLLER_NAME;
+    bool changed = false;
+    json_array_foreach(old, i, e)
+    {
+        const char *c = json_string_value(json_object_get(e, "controllerName"));
+        bool replaced = false;
+        size_t k;
+        json_t *mine;
+        json_array_foreach(j->entries, k, mine) replaced |=
+            c && strcmp(c, controller) == 0 &&
+            same_parent_ref(json_object_get(e, "parentRef"), json_object_get(mine, "parentRef"));
+        if (!replaced)
+            json_array_append(parents, e);
+    }
+    json_array_foreach(j->entries, i, e)
+    {
+        json_t *entry = json_deep_copy(e);
+        json_t *had = our_entry(old, json_object_get(e, "parentRef"), controller);
+        if (had)
+            keep_transition_times(entry, had);
+        changed |= had == NULL || !json_equal(had, entry);
+        json_array_append_new(parents, entry);
+    }
+    if (!changed) {
+        json_decref(parents);
+        json_decref(route);
+        uv_mutex_lock(&w->k->mu);
+        w->k->status_unchanged++;
+        uv_mutex_unlock(&w->k->mu);
+        return 0;
+    }
+    json_object_set_new(status, "parents", parents);
+    char *body = json_dumps(route, JSON_COMPACT);
+    json_decref(route);
+    strncat(path, "/status", sizeof(path) - strlen(path) - 1);
+    rc = http_request(w, "PUT", path, body, false, READ_TIMEOUT, &r);
+    free(body);
+    if (rc == 0 && r.status == 409)
+        rc = R_CONFLICT;
+    else if (rc == 0 && r.status == 404)
+        rc = 0;
+    else if (rc == 0 && r.status != 200 && r.status != 201)
+        rc = http_status(w, &r, false);
+    else if (rc == 0) {
+        uv_mutex_lock(&w->k->mu);
+        w->k->status_writes++;
+        w->error[0] = '\0';
+        uv_mutex_unlock(&w->k->mu);
+        GM_LOG_DEBUG("kube", "route status written", "route=%s/%s", j->ns, j->name);
+    }
+    gm_buf_done(&r.body);
+    return rc;
+}
+
+static void job_free(struct status_job *j)
+{
+    free(j->ns);
+    free(j->name);
+    json_decref(j->entries);
+    free(j);
+}
+
+/* Queue a job unless a newer one for the same route is there; takes j. Under k->mu. */
+static void job_queue_locked(struct gm_kube *k, struct status_job *j, bool replace)
+{
+    struct status_job **pp = &k->jobs;
+
+    for (; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->ns, j->ns) == 0 && strcmp((*pp)->name, j->name) == 0) {
+            if (!replace) {
+                job_free(j);
+                return;
+            }
+            struct status_job *old = *pp;
+            j->next = old->next;
+            *pp = j;
+            job_free(old);
+            uv_cond_signal(&k->status_cond);
+            return;
+        }
+    }
+    j->next = NULL;
+    *pp = j;
+    uv_cond_signal(&k->status_cond);
+}
+
+static void status_main(void *arg)
+{
+    struct gm_kube *k = arg;
+    struct watcher *w = &k->status_w;
+
+    for (;;) {
+        uv_mutex_lock(&k->mu);
+        while (!atomic_load(&k->stop) && k->jobs == NULL)
+            uv_cond_wait(&k->status_cond, &k->mu);
+        struct status_job *j = atomic_load(&k->stop) ? NULL : k->jobs;
+        if (j)
+            k->jobs = j->next;
+        uv_mutex_unlock(&k->mu);
+        if (j == NULL)
+            return;
+        int rc;
+        for (int i = 0; i < STATUS_ATTEMPTS; i++)
+            if ((rc = write_status(w, j)) != R_CONFLICT)
+                break;
+        if (rc == 0 || rc == -ECANCELED || ++j->attempts > 10) {
+            if (rc != 0 && rc != -ECANCELED)
+                GM_LOG_WARN_LIMITED("kube", "route status not written: giving up",
+                                    "route=%s/%s error=%s", j->ns, j->name, w->error);
+            job_free(j);
+            continue;
+        }
+        GM_LOG_WARN_LIMITED("kube", "route status not written: will retry", "route=%s/%s error=%s",
+                            j->ns, j->name, rc == R_CONFLICT ? "conflict" : w->error);
+        nap(w, 1000u << (j->attempts < 5 ? j->attempts : 5));
+        uv_mutex_lock(&k->mu);
+        job_queue_locked(k, j, false); /* a newer job for the route wins */
+        uv_mutex_unlock(&k->mu);
+    }
+}
+
+void gm_kube_route_status(struct gm_kube *k, const char *ns, const char *name, json_t *entries)
+{
+    struct status_job *j = gm_xcalloc(1, sizeof(*j));
+
+    j->ns = gm_xstrdup(ns);
+    j->name = gm_xstrdup(name);
+    j->entries = entries;
+    uv_mutex_lock(&k->mu);
+    job_queue_locked(k, j, true);
+    uv_mutex_unlock(&k->mu);
 }
 
 /* ---- the control loop's side ---- */
@@ -990,6 +1232,12 @@ static void kube_free(struct gm_kube *k)
     gm_kube_events_free(k->head);
     for (size_t i = 0; i < N_RESOURCES; i++)
         json_decref(k->w[i].known);
+    while (k->jobs) {
+        struct status_job *j = k->jobs;
+        k->jobs = j->next;
+        job_free(j);
+    }
+    uv_cond_destroy(&k->status_cond);
     uv_mutex_destroy(&k->mu);
     uv_cond_destroy(&k->cond);
     free(k->host);
@@ -1029,8 +1277,12 @@ int gm_kube_start(struct gm_kube **out, uv_loop_t *loop, const struct gm_kube_co
         w->known = json_object();
         w->seed = (unsigned)(now_ms() ^ (int64_t)i * 7919);
     }
+    k->status_w.k = k;
+    k->status_w.res = &status_resource;
+    uv_cond_init(&k->status_cond);
     for (size_t i = 0; i < N_RESOURCES; i++)
         k->w[i].thread_started = uv_thread_create(&k->w[i].thread, watcher_main, &k->w[i]) == 0;
+    k->status_w.thread_started = uv_thread_create(&k->status_w.thread, status_main, k) == 0;
     GM_LOG_INFO("kube", "watching the Kubernetes API", "api=%s token_file=%s ca_file=%s",
                 k->authority, k->token_file, k->ca_file);
     *out = k;
@@ -1049,10 +1301,13 @@ void gm_kube_stop(struct gm_kube *k)
     atomic_store(&k->stop, true);
     uv_mutex_lock(&k->mu);
     uv_cond_broadcast(&k->cond);
+    uv_cond_broadcast(&k->status_cond);
     uv_mutex_unlock(&k->mu);
     for (size_t i = 0; i < N_RESOURCES; i++)
         if (k->w[i].thread_started)
             uv_thread_join(&k->w[i].thread);
+    if (k->status_w.thread_started)
+        uv_thread_join(&k->status_w.thread);
     uv_close((uv_handle_t *)&k->async, on_async_closed);
 }
 
@@ -1136,5 +1391,10 @@ json_t *gm_kube_dump(struct gm_kube *k)
         uv_mutex_unlock(&k->mu);
         json_object_set_new(res, st[i].resource, o);
     }
-    return json_pack("{s:s, s:o}", "api", k->authority, "resources", res);
+    uv_mutex_lock(&k->mu);
+    json_t *rst = json_pack("{s:I, s:I, s:s?}", "writes", (json_int_t)k->status_writes, "unchanged",
+                            (json_int_t)k->status_unchanged, "last_error",
+                            k->status_w.error[0] ? k->status_w.error : NULL);
+    uv_mutex_unlock(&k->mu);
+    return json_pack("{s:s, s:o, s:o}", "api", k->authority, "resources", res, "route_status", rst);
 }

@@ -29,7 +29,9 @@ struct compile_ctx {
     const struct gm_object *route;
     char label[300];
     int errors;
-    struct port_builder **ports; /* [service index][port index] */
+    const char *first_error;             /* "field: reason" of the route's first error */
+    const struct gm_ctarget *unresolved; /* the route's first weighted backend that fails */
+    struct port_builder **ports;         /* [service index][port index] */
 };
 
 static void warn(struct compile_ctx *c, const struct gm_loc *loc, const char *field,
@@ -42,7 +44,8 @@ static void fail(struct compile_ctx *c, const struct gm_loc *loc, const char *fi
                  const char *reason)
 {
     gm_diags_add(&c->s->diags, GM_DIAG_ERROR, loc, c->label, field, "%s", reason);
-    c->errors++;
+    if (c->errors++ == 0)
+        c->first_error = gm_arena_printf(&c->s->arena, "%s: %s", field ? field : "spec", reason);
 }
 
 static gm_regex *compile_regex(struct compile_ctx *c, const char *pattern, const struct gm_loc *loc,
@@ -76,8 +79,10 @@ static void resolve_target(struct compile_ctx *c, const struct gm_backend_obj_re
         strcmp(ref->kind ? ref->kind : "Service", "Service") != 0) {
         t->invalid = gm_arena_printf(a, "unsupported backend kind %s/%s (InvalidKind)", ref->group,
                                      ref->kind);
+        t->invalid_reason = "InvalidKind";
         return;
     }
+    t->invalid_reason = "BackendNotFound"; /* for each failure below */
     const struct gm_svc *svc = gm_snapshot_service(c->s, t->namespace, t->name);
     if (svc == NULL) {
         t->invalid = gm_arena_printf(a, "backend Service %s/%s not found (BackendNotFound)",
@@ -97,6 +102,7 @@ static void resolve_target(struct compile_ctx *c, const struct gm_backend_obj_re
     }
     t->svc = svc;
     t->svc_port = idx;
+    t->invalid_reason = NULL;
 }
 
 static void compile_filters(struct compile_ctx *c, const struct gm_filter *f, size_t n,
@@ -163,8 +169,11 @@ static void compile_backends(struct compile_ctx *c, const struct gm_route_rule *
         cb->weight = (uint32_t)br->weight;
         cr->total_weight += cb->weight;
         /* A weight-0 backend is never chosen, so its absence is harmless. */
-        if (cb->target.invalid && cb->weight > 0)
+        if (cb->target.invalid && cb->weight > 0) {
             warn(c, &br->loc, field, cb->target.invalid);
+            if (c->unresolved == NULL)
+                c->unresolved = &cb->target;
+        }
         snprintf(field, sizeof(field), "spec.rules[%zu].backendRefs[%zu].filters", ri, b);
         compile_filters(c, br->filters, br->n_filters, &cb->filters, field);
     }
@@ -294,12 +303,23 @@ static bool port_selected(const struct gm_parent_ref *p, const struct gm_svc_por
     return true;
 }
 
-/* Attach the compiled route to the ports its parentRefs name; true when attached anywhere. */
-static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m, size_t n)
+static void parent_refused(struct compile_ctx *c, struct gm_parent_status *ps, const char *reason,
+                           const char *msg)
+{
+    ps->accepted = false;
+    ps->accepted_reason = reason;
+    ps->accepted_message = gm_arena_strdup(&c->s->arena, msg);
+}
+
+/* Attach the compiled route (m NULL: rejected) to the ports its parentRefs name, recording what
+ * its status says in ps; true when attached anywhere. */
+static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m, size_t n,
+                          struct gm_parent_status *ps)
 {
     const struct gm_parent_ref *p = &c->route->route.parents[pi];
     char field[64], msg[400];
 
+    ps->ref = p;
     snprintf(field, sizeof(field), "spec.parentRefs[%zu]", pi);
     if (strcmp(p->kind, "Gateway") == 0 && strcmp(p->group, GW_GROUP) == 0)
         return false; /* ingress attachment: not this data plane's job */
@@ -311,11 +331,18 @@ static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m,
         warn(c, &p->loc, field, msg);
         return false;
     }
+    ps->service_parent = true;
     const struct gm_svc *svc = gm_snapshot_service(c->s, p->namespace, p->name);
     if (svc == NULL) {
         snprintf(msg, sizeof(msg), "parent Service %s/%s not found (NoMatchingParent)",
                  p->namespace, p->name);
         warn(c, &p->loc, field, msg);
+        parent_refused(c, ps, "NoMatchingParent", msg);
+        return false;
+    }
+    ps->svc = svc;
+    if (m == NULL) {
+        parent_refused(c, ps, "UnsupportedValue", c->first_error ? c->first_error : "invalid");
         return false;
     }
     size_t si = (size_t)(svc - c->s->services);
@@ -334,8 +361,13 @@ static bool attach_parent(struct compile_ctx *c, size_t pi, struct gm_cmatch *m,
                  "(NoMatchingParent)",
                  svc->namespace, svc->name);
         warn(c, &p->loc, field, msg);
+        parent_refused(c, ps, "NoMatchingParent", msg);
+        return false;
     }
-    return any;
+    ps->accepted = true;
+    ps->accepted_reason = "Accepted";
+    ps->accepted_message = "Route is accepted";
+    return true;
 }
 
 /* ---- finishing ---- */
@@ -384,19 +416,27 @@ void gm_routes_compile(struct gm_snapshot *s, const struct gm_object *const *obj
     for (size_t i = 0; i < s->n_services; i++)
         c.ports[i] = gm_xcalloc(s->services[i].n_ports + 1, sizeof(**c.ports));
     s->routes = GM_ARENA_ARRAY(&s->arena, const struct gm_object *, n + 1);
+    s->route_status = GM_ARENA_ARRAY(&s->arena, struct gm_route_status, n + 1);
     for (size_t i = 0; i < n; i++) {
         if (objs[i]->kind != GM_KIND_HTTPROUTE)
             continue;
         c.route = objs[i];
         c.errors = 0;
+        c.first_error = NULL;
+        c.unresolved = NULL;
         gm_object_label(objs[i], c.label, sizeof(c.label));
         size_t nm = 0;
-        struct gm_cmatch *m = compile_route(&c, &nm);
-        if (m == NULL)
-            continue; /* rejected whole; errors are in s->diags */
+        struct gm_cmatch *m = compile_route(&c, &nm); /* NULL: rejected whole (s->diags) */
+        struct gm_route_status *rs = &s->route_status[s->n_route_status++];
+        rs->route = objs[i];
+        rs->resolved = c.unresolved == NULL;
+        rs->resolved_reason = c.unresolved ? c.unresolved->invalid_reason : "ResolvedRefs";
+        rs->resolved_message = c.unresolved ? c.unresolved->invalid : "All references are resolved";
+        rs->n_parents = objs[i]->route.n_parents;
+        rs->parents = GM_ARENA_ARRAY(&s->arena, struct gm_parent_status, rs->n_parents + 1);
         bool attached = false;
         for (size_t pi = 0; pi < objs[i]->route.n_parents; pi++)
-            attached |= attach_parent(&c, pi, m, nm);
+            attached |= attach_parent(&c, pi, m, nm, &rs->parents[pi]);
         if (attached)
             s->routes[s->n_routes++] = objs[i];
     }

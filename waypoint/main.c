@@ -73,6 +73,10 @@ static const struct gm_setting wp_table[] = {
     {.name = "cert-lifetime", .env = "GM_CERT_LIFETIME", .type = GM_SETTING_DURATION,
      .offset = offsetof(struct wp_settings, cert_lifetime_ms), .def = "24h", .min = 60000,
      .max = 31622400000, .help = "lifetime of the waypoint's minted certificate"},
+    {.name = "route-status", .env = "GM_ROUTE_STATUS", .type = GM_SETTING_BOOL,
+     .offset = offsetof(struct wp_settings, route_status), .def = "true",
+     .help = "write the status of HTTPRoutes on the Services it serves (config-source "
+             "kubernetes)"},
     {0},
 };
 /* clang-format on */
@@ -113,6 +117,7 @@ static void on_snapshot(struct gm_control *c, struct gm_snapshot *s, void *ctx)
     if (wp->workers_started)
         gm_workers_publish(&wp->workers, s);
     wp_telemetry_evict(wp->metrics, s);
+    wp_route_status(wp, s);
 }
 
 static bool on_ready(struct gm_daemon *d, void *ctx, char *reason, size_t len)
@@ -316,6 +321,7 @@ static int run(struct wp *wp)
             close(wp->listen_fds[i]);
     free(wp->listen_fds);
     free(wp->wws); /* the worker threads are joined */
+    json_decref(wp->status_sent);
     return rc;
 }
 

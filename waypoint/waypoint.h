@@ -37,6 +37,7 @@ struct wp_settings {
     uint64_t upstream_idle_ms;   /* idle upstream connection lifetime */
     uint64_t default_timeout_ms; /* request timeout when the route sets none; 0: none */
     uint64_t cert_lifetime_ms;   /* minted certificate lifetime */
+    bool route_status;           /* write HTTPRoute status (config-source kubernetes) */
 };
 
 struct wp_metrics;
@@ -57,6 +58,7 @@ struct wp {
     char identity_why[128];          /* why identity is empty */
     struct wp_worker *wws;           /* per-worker state, indexed like workers.v */
     bool workers_started;
+    json_t *status_sent; /* route "ns/name" -> the status entries last handed to the writer */
 };
 
 /* The identity this waypoint presents, from its settings and the snapshot: writes the SPIFFE ID
@@ -64,5 +66,9 @@ struct wp {
  * Pure. */
 int wp_self_identity(const struct wp_settings *set, const struct gm_snapshot *s, char *out,
                      size_t len, char *why, size_t why_len);
+
+/* Write the status of the HTTPRoutes on the Services this waypoint serves, where it changed
+ * (waypoint/status.c). Control loop. */
+void wp_route_status(struct wp *wp, const struct gm_snapshot *s);
 
 #endif

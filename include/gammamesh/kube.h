@@ -59,6 +59,15 @@ struct gm_kube_event *gm_kube_take(struct gm_kube *k);
 void gm_kube_events_free(struct gm_kube_event *e);
 /* True once every kind was listed; otherwise why not ("pods: HTTP 403: ...") in why. */
 bool gm_kube_synced(struct gm_kube *k, char *why, size_t len);
+/* The controllerName of gammamesh's route status entries (the GatewayClass's). */
+#define GM_KUBE_CONTROLLER_NAME "gammamesh.io/mesh-controller"
+
+/* Writes an HTTPRoute's status, asynchronously (one writer thread): entries (a JSON array of
+ * status.parents entries, taken) replace the entries with our controllerName and the same
+ * parentRef; everyone else's stay. Read-merge-write with the route's resourceVersion; a 409
+ * reads again. Nothing is written when the status already says it (lastTransitionTime is kept
+ * for conditions that did not change). A newer call for the same route replaces a pending one. */
+void gm_kube_route_status(struct gm_kube *k, const char *ns, const char *name, json_t *entries);
 /* Lists every kind again (SIGHUP). */
 void gm_kube_relist(struct gm_kube *k);
 /* What one kind's thread has done so far. */

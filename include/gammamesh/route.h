@@ -22,9 +22,10 @@ struct gm_ctarget {
     const char *name;
     const char *namespace;
     int port;
-    const struct gm_svc *svc; /* NULL when invalid */
-    int svc_port;             /* index into svc->ports; -1 when invalid */
-    const char *invalid;      /* NULL, or why this target answers 500 */
+    const struct gm_svc *svc;   /* NULL when invalid */
+    int svc_port;               /* index into svc->ports; -1 when invalid */
+    const char *invalid;        /* NULL, or why this target answers 500 */
+    const char *invalid_reason; /* its Gateway API reason: "BackendNotFound", "InvalidKind" */
 };
 
 /* The filters of a rule or of a backendRef, at most one of each singular kind. */

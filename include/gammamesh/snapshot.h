@@ -93,6 +93,25 @@ struct gm_waypoint {
     size_t n_pods;
 };
 
+/* What the route compiler found for one parentRef of an HTTPRoute: what its status says. */
+struct gm_parent_status {
+    const struct gm_parent_ref *ref;
+    const struct gm_svc *svc; /* the parent Service; NULL when not found or not a Service */
+    bool service_parent;      /* group "", kind Service: a mesh parent */
+    bool accepted;
+    const char *accepted_reason; /* "Accepted", "UnsupportedValue", "NoMatchingParent" */
+    const char *accepted_message;
+};
+
+struct gm_route_status {
+    const struct gm_object *route;
+    bool resolved;               /* every backendRef that carries weight resolves */
+    const char *resolved_reason; /* "ResolvedRefs", "BackendNotFound", "InvalidKind" */
+    const char *resolved_message;
+    struct gm_parent_status *parents; /* one per spec.parentRefs entry */
+    size_t n_parents;
+};
+
 struct gm_snapshot_options {
     const char *trust_domain;   /* "cluster.local" when NULL */
     const char *cluster_domain; /* "cluster.local" when NULL */
@@ -121,6 +140,8 @@ struct gm_snapshot {
     size_t n_policies;
     const struct gm_object **routes; /* accepted HTTPRoutes */
     size_t n_routes;
+    struct gm_route_status *route_status; /* every HTTPRoute, as decoded */
+    size_t n_route_status;
     size_t n_objects;
     struct gm_diags diags; /* what building rejected (bad regex, unknown parent, ...) */
     gm_regex **regexes;    /* every compiled regex, freed with the snapshot */

@@ -25,7 +25,9 @@ WAYPOINT = os.path.join(BUILD, "waypoint", "waypoint")
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 from gmlab.kubeapi import KubeAPI, make_certs  # noqa: E402
 
-TOKEN = "t0ken-%d" % random.randint(0, 1 << 30)
+# as long as a projected service-account token (a JWT of about a kilobyte)
+TOKEN = "eyJhbGciOiJSUzI1NiJ9." + "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789")
+                                          for _ in range(1200))
 
 
 def ns(name, enrolled=True):
@@ -355,6 +357,91 @@ def test_hostile_server_answers_are_refused_and_the_source_recovers(api, daemons
                         relist=True))
     pods = z.dump()["kubernetes"]["resources"]["pods"]
     assert pods["errors"] >= 8, pods
+
+
+def waypoint_world(api):
+    """Namespace app with a waypoint Gateway "wp", its Pod wp-0, Service b served by it and
+    Service c served by none."""
+    api.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "wp", "namespace": "app"},
+               "spec": {"gatewayClassName": "gammamesh-waypoint",
+                        "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}})
+    wp = pod("wp-0", "10.1.0.50", app="wp")
+    wp["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] = "wp"
+    api.apply(wp)
+    b = svc("b", "10.96.0.10")
+    b["metadata"]["labels"] = {"gammamesh.io/use-waypoint": "wp"}
+    api.apply(b)
+    api.apply(svc("c", "10.96.0.11", app="c"))
+    api.apply(pod("p0", "10.1.0.1"))
+
+
+def our_status(api, name):
+    r = api.get("HTTPRoute", "app", name)
+    return [p for p in ((r or {}).get("status") or {}).get("parents", [])
+            if p.get("controllerName") == "gammamesh.io/mesh-controller"]
+
+
+def conditions(entry):
+    return {c["type"]: c for c in entry["conditions"]}
+
+
+def test_waypoint_writes_route_status(api, daemons):
+    waypoint_world(api)
+    other = {"parentRef": {"group": "", "kind": "Service", "name": "b"},
+             "controllerName": "example.com/other-mesh",
+             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                             "message": "theirs", "lastTransitionTime": "2020-01-01T00:00:00Z"}]}
+    r1 = route("r1")
+    r1["status"] = {"parents": [other]}
+    api.apply(r1)
+    api.apply(route("r2", paths=("/missing",)))
+    api.objects["httproutes"][("app", "r2")]["spec"]["rules"][0]["backendRefs"] = [
+        {"name": "nope", "port": 80}]
+    r3 = route("r3")
+    r3["spec"]["parentRefs"][0]["port"] = 81
+    api.apply(r3)
+    r4 = route("r4")
+    r4["spec"]["rules"][0]["matches"] = [{"path": {"type": "RegularExpression", "value": "(("}}]
+    api.apply(r4)
+    r5 = route("r5", parent="c")
+    api.apply(r5)
+    w = daemons(api, prog=WAYPOINT, extra=("--pod-name", "wp-0", "--pod-namespace", "app"))
+    assert wait_for(lambda: all(our_status(api, n) for n in ("r1", "r2", "r3", "r4")), 15), \
+        (api.status_puts, w.logs()[-3000:])
+    (e1,) = our_status(api, "r1")
+    c1 = conditions(e1)
+    assert e1["parentRef"] == {"group": "", "kind": "Service", "namespace": "app", "name": "b"}
+    assert c1["Accepted"]["status"] == "True" and c1["Accepted"]["reason"] == "Accepted"
+    assert c1["ResolvedRefs"]["status"] == "True", c1
+    assert c1["Accepted"]["observedGeneration"] == 1
+    assert other in api.get("HTTPRoute", "app", "r1")["status"]["parents"], "theirs is kept"
+    c2 = conditions(our_status(api, "r2")[0])
+    assert c2["Accepted"]["status"] == "True" and c2["ResolvedRefs"]["status"] == "False"
+    assert c2["ResolvedRefs"]["reason"] == "BackendNotFound", c2
+    c3 = conditions(our_status(api, "r3")[0])
+    assert c3["Accepted"]["status"] == "False" and c3["Accepted"]["reason"] == "NoMatchingParent"
+    c4 = conditions(our_status(api, "r4")[0])
+    assert c4["Accepted"]["status"] == "False" and c4["Accepted"]["reason"] == "UnsupportedValue"
+    assert "regular expression" in c4["Accepted"]["message"], c4
+    assert our_status(api, "r5") == [], "Service c has no waypoint: not ours to say"
+
+    # nothing is written again while nothing changes (our own writes come back as events)
+    time.sleep(1.5)
+    puts = len(api.status_puts)
+    time.sleep(1.5)
+    assert len(api.status_puts) == puts, api.status_puts[puts:]
+    # a new generation of r1: observedGeneration follows, the transition time does not
+    t0 = c1["Accepted"]["lastTransitionTime"]
+    api.conflict_next = 1  # and the first write meets a conflict
+    api.apply(route("r1", paths=("/v1", "/v9")))
+    assert wait_for(lambda: conditions(our_status(api, "r1")[0])["Accepted"]
+                    ["observedGeneration"] == 2, 15), api.status_puts[-3:]
+    c1 = conditions(our_status(api, "r1")[0])
+    assert c1["Accepted"]["lastTransitionTime"] == t0 and c1["Accepted"]["status"] == "True"
+    assert other in api.get("HTTPRoute", "app", "r1")["status"]["parents"]
+    rs = w.dump()["kubernetes"]["route_status"]
+    assert rs["writes"] >= 5 and rs["last_error"] is None, rs
 
 
 def test_stop_does_not_wait_for_a_silent_server(tmp_path, daemons, api):

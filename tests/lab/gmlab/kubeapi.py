@@ -95,6 +95,8 @@ class KubeAPI:
         self.requests = []                           # (method, path, authorization)
         self.generation = 0                          # bumped by drop_watches
         self.raw_next = {}                           # plural -> bytes answered raw, once
+        self.status_puts = []                        # (plural, ns, name, body) of status writes
+        self.conflict_next = 0                       # answer the next N status writes 409
         self.watch_prefix = {}                       # plural -> raw bytes a watch starts with
         self.watch_gate = threading.Event()          # cleared: new watches wait for it
         self.watch_gate.set()
@@ -117,6 +119,11 @@ class KubeAPI:
             old = self.objects[plural].get(key)
             self.rv += 1
             md["resourceVersion"] = str(self.rv)
+            # generation counts spec changes; an apply without status keeps the status
+            gen = old["metadata"].get("generation", 1) if old else 1
+            md["generation"] = gen + 1 if old and old.get("spec") != obj.get("spec") else gen
+            if old and "status" not in obj and "status" in old:
+                obj["status"] = copy.deepcopy(old["status"])
             md["uid"] = old["metadata"]["uid"] if old else md.get("uid") or str(uuid.uuid4())
             md["creationTimestamp"] = (
                 old["metadata"]["creationTimestamp"] if old else md.get("creationTimestamp") or
@@ -172,6 +179,9 @@ class KubeAPI:
             def do_GET(self):
                 api._handle(self)
 
+            def do_PUT(self):
+                api._put(self)
+
         class Server(ThreadingHTTPServer):
             request_queue_size = 128  # every daemon opens six watches at once
 
@@ -209,6 +219,65 @@ class KubeAPI:
                 return plural
         return None
 
+    def _object_path(self, path):
+        """(plural, namespace, name, subresource) of .../namespaces/NS/PLURAL/NAME[/status]."""
+        for plural, (_, _, prefix, namespaced) in RESOURCES.items():
+            if not namespaced or not path.startswith(prefix + "/namespaces/"):
+                continue
+            parts = path[len(prefix) + 1:].split("/")
+            if len(parts) in (4, 5) and parts[2] == plural:
+                return plural, parts[1], parts[3], parts[4] if len(parts) == 5 else None
+        return None
+
+    def _get_one(self, h, where):
+        plural, ns, name, sub = where
+        with self.lock:
+            obj = copy.deepcopy(self.objects[plural].get((ns, name)))
+        if obj is None or sub not in (None, "status"):
+            return self._send_json(h, 404, status(404, "NotFound", "%s %s/%s not found"
+                                                  % (plural, ns, name)))
+        self._send_json(h, 200, obj)
+
+    def _put(self, h):
+        """PUT .../NAME/status: the status of the object, if resourceVersion is current."""
+        auth = h.headers.get("Authorization", "")
+        body = h.rfile.read(int(h.headers.get("Content-Length", "0") or 0))
+        with self.lock:
+            self.requests.append(("PUT", h.path, auth))
+        if self.token is not None and auth != "Bearer %s" % self.token:
+            return self._send_json(h, 401, status(401, "Unauthorized", "Unauthorized"))
+        where = self._object_path(urllib.parse.urlsplit(h.path).path)
+        if where is None or where[3] != "status":
+            return self._send_json(h, 405, status(405, "MethodNotAllowed", "only status"))
+        plural, ns, name, _ = where
+        try:
+            new = json.loads(body)
+        except ValueError:
+            return self._send_json(h, 400, status(400, "BadRequest", "body is not JSON"))
+        with self.lock:
+            obj = self.objects[plural].get((ns, name))
+            if obj is None:
+                return self._send_json(h, 404, status(404, "NotFound", "not found"))
+            rv = new.get("metadata", {}).get("resourceVersion")
+            if self.conflict_next > 0 or rv != obj["metadata"]["resourceVersion"]:
+                self.conflict_next = max(0, self.conflict_next - 1)
+                return self._send_json(h, 409, status(
+                    409, "Conflict", "the object has been modified; please apply your changes "
+                    "to the latest version and try again"))
+            obj = copy.deepcopy(obj)
+            obj["status"] = new.get("status")
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self.objects[plural][(ns, name)] = obj
+            self.log.append((self.rv, plural, "MODIFIED", obj))
+            self.status_puts.append((plural, ns, name, new.get("status")))
+            self.lock.notify_all()
+        self._send_json(h, 200, obj)
+
+    def get(self, kind, namespace, name):
+        with self.lock:
+            return copy.deepcopy(self.objects[KIND_TO_PLURAL[kind]].get((namespace, name)))
+
     def _handle(self, h):
         u = urllib.parse.urlsplit(h.path)
         q = dict(urllib.parse.parse_qsl(u.query))
@@ -217,6 +286,9 @@ class KubeAPI:
             self.requests.append(("GET", h.path, auth))
         if self.token is not None and auth != "Bearer %s" % self.token:
             return self._send_json(h, 401, status(401, "Unauthorized", "Unauthorized"))
+        where = self._object_path(u.path)
+        if where is not None and where[0] not in self.not_served:
+            return self._get_one(h, where)
         plural = self._route(u.path)
         if plural is None or plural in self.not_served:
             return self._send_json(h, 404, status(404, "NotFound",
@@ -252,7 +324,7 @@ class KubeAPI:
         with self.lock:
             if "continue" in q:
                 try:
-                    rv, offset = json.loads(base64.urlsafe_b64decode(q["continue"]))
+                    rv, offset, _ = json.loads(base64.urlsafe_b64decode(q["continue"]))
                 except Exception:
                     return self._send_json(h, 400, status(400, "BadRequest", "bad continue"))
                 if rv < self.compacted:
@@ -264,8 +336,9 @@ class KubeAPI:
         page = items[offset:offset + limit] if limit else items[offset:]
         md = {"resourceVersion": str(rv)}
         if limit and offset + limit < len(items):
+            # as long as the real server's (an encoded key and version, a few hundred bytes)
             md["continue"] = base64.urlsafe_b64encode(
-                json.dumps([rv, offset + limit]).encode()).decode()
+                json.dumps([rv, offset + limit, "/registry/" + "k" * 300]).encode()).decode()
         kind = RESOURCES[plural][0]
         self._send_json(h, 200, {"kind": kind + "List", "apiVersion": RESOURCES[plural][1],
                                  "metadata": md,
