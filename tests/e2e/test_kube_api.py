@@ -4,10 +4,13 @@ namespace under --proc-root by the pod's uid in its processes' cgroup (the pods 
 gammamesh.io/netns annotation). Pods, scaling and policies all arrive through the API."""
 
 import json
+import time
 
 import pytest
 
-from conftest import CLIENT_ID, DEMO, echo_once, make_lab, wait_for
+from conftest import CLIENT_ID, DEMO, REPO, echo_once, make_lab, wait_for
+
+DEMO_WAYPOINT = REPO / "packaging" / "examples" / "demo-waypoint.yaml"
 
 B_V1_PLUS = """
 apiVersion: apps/v1
@@ -132,3 +135,25 @@ def test_new_pods_arrive_through_the_watch_and_leave_with_it(lab, client):
         wait_for(lambda: p["name"] not in captured(lab, p["node"]), 15,
                  what="%s released by ztunnel-%s" % (p["name"], p["node"]))
         assert "pod released\" pod=demo/%s" % p["name"] in lab.log("ztunnel-" + p["node"])
+
+
+def test_waypoint_from_the_api_routes_and_writes_route_status(lab, client):
+    """The demo's L7 step through the API: the waypoint serves service-b, the route's 90/10
+    split applies, and the waypoint writes the route's status (Accepted, ResolvedRefs) to the
+    API server, once."""
+    lab.lab("apply", DEMO_WAYPOINT)
+    lab._status = None
+    res = lab.exec("demo/app=client", "echo-client", "http://service-b.demo/split", "--count",
+                   "20", timeout=60, check=True)
+    assert res.stdout.count("StatusCode=200") == 20, res.stdout
+    versions = [l for l in res.stdout.splitlines() if "ServiceVersion=" in l]
+    assert versions and all("v1" in l or "v2" in l for l in versions), versions
+    log = lambda: lab.log("kube-api")  # noqa: E731
+    wait_for(lambda: "status httproutes demo/service-b:" in log(), 15,
+             what="the waypoint writes the route's status")
+    line = [l for l in log().splitlines() if "status httproutes demo/service-b:" in l][-1]
+    assert "Accepted=True/Accepted/gen1" in line and "ResolvedRefs=True/ResolvedRefs/gen1" in \
+        line, line
+    time.sleep(2)  # its own write comes back as an event: no second write for the same status
+    assert log().count("status httproutes demo/service-b:") == 1, log()[-2000:]
+    lab.lab("delete", DEMO_WAYPOINT)

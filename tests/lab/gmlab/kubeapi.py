@@ -77,7 +77,8 @@ def status(code, reason, message):
 
 class KubeAPI:
     def __init__(self, workdir, token="fake-token", host="127.0.0.1", port=0,
-                 bookmark_interval=1.0, ips=None):
+                 bookmark_interval=1.0, ips=None, log=None):
+        self.log_fn = log                            # called with a line per status write
         self.workdir = workdir
         self.token = token
         self.host, self.port = host, port
@@ -272,6 +273,13 @@ class KubeAPI:
             self.log.append((self.rv, plural, "MODIFIED", obj))
             self.status_puts.append((plural, ns, name, new.get("status")))
             self.lock.notify_all()
+        if self.log_fn:
+            said = ["%s %s" % (p.get("parentRef", {}).get("name"), " ".join(
+                "%s=%s/%s/gen%s" % (c.get("type"), c.get("status"), c.get("reason"),
+                                    c.get("observedGeneration"))
+                for c in p.get("conditions", [])))
+                for p in (new.get("status") or {}).get("parents", [])]
+            self.log_fn("status %s %s/%s: %s" % (plural, ns, name, "; ".join(said)))
         self._send_json(h, 200, obj)
 
     def get(self, kind, namespace, name):
@@ -437,7 +445,8 @@ def serve_main(argv=None):
     token_path = os.path.join(args.workdir, "token")
     with open(token_path) as f:
         token = f.read().strip()
-    api = KubeAPI(args.workdir, token=token, host=host, port=int(port), bookmark_interval=5.0)
+    api = KubeAPI(args.workdir, token=token, host=host, port=int(port), bookmark_interval=5.0,
+                  log=lambda line: print(line, flush=True))
     api.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
