@@ -222,25 +222,17 @@ static int cmp_values(char *const *have, const char *const *want, size_t n)
     return 0;
 }
 
+static int cmp_series_at(const void *ctx, size_t i, const void *values)
+{
+    const struct gm_metric_family *fam = ctx;
+
+    return cmp_values(fam->series[i]->values, values, fam->n_labels);
+}
+
 /* Index where values are or would be inserted; called with the family locked. */
 static size_t series_pos(const struct gm_metric_family *fam, const char *const *values, bool *found)
 {
-    size_t lo = 0, hi = fam->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = cmp_values(fam->series[mid]->values, values, fam->n_labels);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return gm_bsearch_pos(fam->n, cmp_series_at, fam, values, found);
 }
 
 static struct gm_metric *series_new(const struct gm_metric_family *fam, const char *const *values)

@@ -342,13 +342,14 @@ bool gm_str_ieq(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, bool *found)
+size_t gm_bsearch_pos(size_t n, int (*cmp_at)(const void *ctx, size_t i, const void *key),
+                      const void *ctx, const void *key, bool *found)
 {
     size_t lo = 0, hi = n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(*(const char *const *)((const char *)v[mid] + offset), key);
+        int c = cmp_at(ctx, mid, key);
         if (c == 0) {
             *found = true;
             return mid;
@@ -360,6 +361,25 @@ size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, 
     }
     *found = false;
     return lo;
+}
+
+struct sorted_ptrs {
+    void *const *v;
+    size_t offset;
+};
+
+static int cmp_member(const void *ctx, size_t i, const void *key)
+{
+    const struct sorted_ptrs *sp = ctx;
+
+    return strcmp(*(const char *const *)((const char *)sp->v[i] + sp->offset), key);
+}
+
+size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, bool *found)
+{
+    struct sorted_ptrs sp = {v, offset};
+
+    return gm_bsearch_pos(n, cmp_member, &sp, key, found);
 }
 
 uint64_t gm_hash_str(const char *s)

@@ -91,8 +91,11 @@ size_t gm_str_join(char *buf, size_t len, const char *const *parts, size_t n);
 /* ASCII case-insensitive helpers. */
 bool gm_str_ieq(const char *a, const char *b);
 uint64_t gm_hash_str(const char *s);
-/* Binary search in v, n pointers to structs sorted (strcmp) by the string member at `offset`:
- * the index of key, or where it would be inserted; *found says which. */
+/* Binary search over n sorted items that cmp_at compares (item i against key, like strcmp): the
+ * index of key, or where it would be inserted; *found says which. */
+size_t gm_bsearch_pos(size_t n, int (*cmp_at)(const void *ctx, size_t i, const void *key),
+                      const void *ctx, const void *key, bool *found);
+/* The same over v, n pointers to structs sorted (strcmp) by the string member at `offset`. */
 size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, bool *found);
 
 /* The reason phrase of an HTTP status code ("Not Found"); "Unknown" for codes it lacks. */
