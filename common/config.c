@@ -198,12 +198,15 @@ static struct content *decode_file(struct gm_config_file *f, const char *buf, si
 {
     struct content *c = gm_xcalloc(1, sizeof(*c));
     struct gm_ydocs docs;
+    struct gm_arena tree; /* the YAML trees: only read while decoding (objects copy) */
     bool carried = false;
 
     atomic_init(&c->refs, 1);
     gm_arena_init(&c->arena);
-    if (gm_yaml_parse(&c->arena, f->path, buf, len, &docs, &f->diags) < 0) {
+    gm_arena_init(&tree);
+    if (gm_yaml_parse(&tree, f->path, buf, len, &docs, &f->diags) < 0) {
         (*errors)++;
+        gm_arena_done(&tree);
         content_unref(c);
         return NULL;
     }
@@ -222,6 +225,7 @@ static struct content *decode_file(struct gm_config_file *f, const char *buf, si
             }
         }
     }
+    gm_arena_done(&tree);
     if (carried)
         c->prev = content_ref(f->good);
     return c;
