@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 
 #include "gammamesh/log.h"
 #include "gammamesh/snapshot_json.h"
@@ -112,8 +113,12 @@ static void on_kube(void *ctx)
     gm_kube_events_free(list);
     log_new_diags(&d);
     gm_diags_done(&d);
-    if (c->kube_synced && !c->loaded)
+    if (c->kube_synced && !c->loaded) {
         rebuild(c);
+        /* The initial lists went through the threads' malloc arenas as JSON: hand what they
+         * freed back to the system (glibc keeps it otherwise). */
+        malloc_trim(0);
+    }
     else if (c->kube_synced && changed && !uv_is_active((uv_handle_t *)&c->kube_timer))
         uv_timer_start(&c->kube_timer, on_kube_timer, 100, 0);
     update_metrics(c);
