@@ -75,7 +75,7 @@ struct watcher {
     bool thread_started;
     atomic_bool relist;
     /* thread only */
-    json_t *known; /* key -> resourceVersion of what the control loop was given */
+    json_t *known; /* key -> digest of what the control loop was given */
     char rv[128];  /* last resourceVersion seen; "" until listed */
     bool listed;
     unsigned seed;
@@ -688,20 +688,32 @@ static const char *object_rv(const json_t *obj)
 /* Hand an object to the control loop unless it already has this version; records it in into. */
 static void put_object(struct watcher *w, json_t *obj, json_t *into)
 {
-    char key[600];
+    char key[600], digest[17];
+    uint8_t h[8];
 
     if (!json_is_object(obj) || !object_key(w, obj, key, sizeof(key)))
-        return;
-    const char *rv = object_rv(obj);
-    const char *had = json_string_value(json_object_get(w->known, key));
-    bool same = had && rv[0] && strcmp(had, rv) == 0;
-    json_object_set_new(into, key, json_string(rv)); /* frees had when into is w->known */
-    if (same)
         return;
     json_t *copy = json_deep_copy(obj);
     json_object_set_new(copy, "kind", json_string(w->res->kind));
     json_object_set_new(copy, "apiVersion", json_string(w->res->api_version));
     trim(copy, strcmp(w->res->kind, "Pod") == 0);
+    /* What the daemons read, as a digest: a change they would not see (a new resourceVersion,
+     * a status written by a controller, a container restart) is not passed on, so it costs no
+     * snapshot; nor is an unchanged object again after a re-list. */
+    json_object_del(json_object_get(copy, "metadata"), "resourceVersion");
+    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    uint64_t v = gm_hash_str(text ? text : "");
+    free(text);
+    for (int i = 0; i < 8; i++)
+        h[i] = (uint8_t)(v >> (8 * i));
+    *gm_fmt_hex(digest, h, sizeof(h)) = '\0';
+    const char *had = json_string_value(json_object_get(w->known, key));
+    bool same = had && strcmp(had, digest) == 0;
+    json_object_set_new(into, key, json_string(digest)); /* frees had when into is w->known */
+    if (same) {
+        json_decref(copy);
+        return;
+    }
     emit(w, GM_KUBE_PUT, key, copy);
 }
 

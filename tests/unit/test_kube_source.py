@@ -204,6 +204,21 @@ def test_lists_in_pages_then_watches(api, daemons):
         endpoints(z.dump())
     assert z.dump()["kubernetes"]["resources"]["pods"]["lists"] == 1  # no re-list needed
 
+    # a change the daemon does not read (a container restart) arrives but builds nothing
+    def settled():  # no snapshot built for half a second
+        n = z.logs().count("snapshot built")
+        time.sleep(0.5)
+        return z.logs().count("snapshot built") == n
+    assert wait_for(settled, 10)
+    builds = z.logs().count("snapshot built")
+    restarted = pod("p1", "10.1.0.2")
+    restarted["status"]["containerStatuses"][0]["restartCount"] = 3
+    api.apply(restarted)
+    time.sleep(1)  # the open watch delivers it at once
+    assert z.logs().count("snapshot built") == builds, z.logs()[-2000:]
+    api.apply(pod("p1", "10.1.0.2", ready=False))  # while a change it reads builds one
+    assert wait_for(lambda: z.logs().count("snapshot built") == builds + 1), z.logs()[-2000:]
+
 
 def test_gone_relists_and_deletes_what_vanished(api, daemons):
     for i in range(3):
