@@ -118,8 +118,7 @@ static void on_kube(void *ctx)
         /* The initial lists went through the threads' malloc arenas as JSON: hand what they
          * freed back to the system (glibc keeps it otherwise). */
         malloc_trim(0);
-    }
-    else if (c->kube_synced && changed && !uv_is_active((uv_handle_t *)&c->kube_timer))
+    } else if (c->kube_synced && changed && !uv_is_active((uv_handle_t *)&c->kube_timer))
         uv_timer_start(&c->kube_timer, on_kube_timer, 100, 0);
     update_metrics(c);
 }
