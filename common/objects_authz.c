@@ -207,12 +207,83 @@ static int decode_action(struct gm_objdec *d, const struct gm_ynode *v, void *ba
     return -EINVAL;
 }
 
+static const struct gm_field target_fields[] = {
+    GM_FIELD_STR(struct gm_policy_target, "group", group, NULL, 0),
+    GM_FIELD_STR(struct gm_policy_target, "kind", kind, NULL, GM_F_REQUIRED),
+    GM_FIELD_STR(struct gm_policy_target, "name", name, NULL, GM_F_REQUIRED),
+    GM_FIELD_STR(struct gm_policy_target, "namespace", namespace, NULL, 0),
+};
+
+/* A target a waypoint can enforce: a Service, or a waypoint Gateway, of the policy's namespace.
+ * Others (GatewayClass, ServiceEntry, another namespace) are dropped with a warning. */
+static int decode_target(struct gm_objdec *d, const struct gm_ynode *item, void *elem)
+{
+    struct gm_policy_target *t = elem;
+
+    if (gm_objects_map(d, item, target_fields, GM_ARRAY_LEN(target_fields), true, t) < 0)
+        return -EINVAL;
+    if (t->group == NULL)
+        t->group = "";
+    bool service = strcmp(t->kind, "Service") == 0 &&
+                   (strcmp(t->group, "") == 0 || strcmp(t->group, "core") == 0);
+    bool gateway =
+        strcmp(t->kind, "Gateway") == 0 && strcmp(t->group, "gateway.networking.k8s.io") == 0;
+    if (!service && !gateway) {
+        gm_objects_warn(d, item, NULL,
+                        "target %s/%s is not supported (a Service, or a waypoint Gateway): "
+                        "ignored",
+                        t->group, t->kind);
+        t->name = NULL;
+    } else if (t->namespace && d->ns && strcmp(t->namespace, d->ns) != 0) {
+        gm_objects_warn(d, item, NULL, "a target in another namespace is not supported: ignored");
+        t->name = NULL;
+    }
+    return 0;
+}
+
+/* Keep the supported targets only; a policy with targets is never a workload's (ztunnel's). */
+static void keep_supported(struct gm_objdec *d, const struct gm_ynode *v, struct gm_authz *az)
+{
+    size_t k = 0;
+
+    az->has_targets = true;
+    for (size_t i = 0; i < az->n_targets; i++)
+        if (az->targets[i].name)
+            az->targets[k++] = az->targets[i];
+    az->n_targets = k;
+    if (k == 0)
+        gm_objects_warn(d, v, NULL, "no supported target: the policy applies nowhere");
+}
+
+static int decode_target_refs(struct gm_objdec *d, const struct gm_ynode *v, void *base)
+{
+    struct gm_authz *az = base;
+    int rc = gm_objects_seq(d, v, 16, sizeof(*az->targets), (void **)&az->targets, &az->n_targets,
+                            decode_target);
+
+    if (rc == 0)
+        keep_supported(d, v, az);
+    return rc;
+}
+
+static int decode_target_ref(struct gm_objdec *d, const struct gm_ynode *v, void *base)
+{
+    struct gm_authz *az = base;
+
+    az->targets = GM_ARENA_NEW(d->a, struct gm_policy_target);
+    az->n_targets = 1;
+    if (decode_target(d, v, az->targets) < 0)
+        return -EINVAL;
+    keep_supported(d, v, az);
+    return 0;
+}
+
 static const struct gm_field spec_fields[] = {
     GM_FIELD_FUNC("selector", decode_selector, 0),
     GM_FIELD_FUNC("action", decode_action, 0),
     GM_FIELD_FUNC("rules", decode_rules, 0),
-    GM_FIELD_WARN("targetRef"),
-    GM_FIELD_WARN("targetRefs"),
+    GM_FIELD_FUNC("targetRef", decode_target_ref, 0),
+    GM_FIELD_FUNC("targetRefs", decode_target_refs, 0),
     GM_FIELD_WARN("provider"),
 };
 
@@ -220,4 +291,6 @@ void gm_objects_authz_decode(struct gm_objdec *d, const struct gm_ynode *spec, s
 {
     o->authz.action = GM_AUTHZ_ALLOW;
     gm_objects_map(d, spec, spec_fields, GM_ARRAY_LEN(spec_fields), true, &o->authz);
+    if (o->authz.has_targets && o->authz.has_selector)
+        gm_objects_error(d, spec, "selector", "a policy has either a selector or targetRefs");
 }

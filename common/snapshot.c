@@ -529,9 +529,27 @@ static bool policy_applies(const struct gm_snapshot *s, const struct gm_object *
     bool root = strcmp(ns, ROOT_NAMESPACE) == 0 ||
                 (s->opts.istio_compat && strcmp(ns, ISTIO_ROOT_NAMESPACE) == 0);
 
+    if (pol->authz.has_targets)
+        return false; /* a waypoint's policy */
     if (!root && strcmp(ns, w->namespace) != 0)
         return false;
     return !pol->authz.has_selector || gm_kvs_subset(&pol->authz.selector, &w->obj->meta.labels);
+}
+
+/* Does the policy target this Service, or the waypoint that serves it? */
+static bool policy_targets(const struct gm_object *pol, const struct gm_svc *svc)
+{
+    if (svc->waypoint == NULL || strcmp(pol->meta.namespace, svc->namespace) != 0)
+        return false;
+    for (size_t i = 0; i < pol->authz.n_targets; i++) {
+        const struct gm_policy_target *t = &pol->authz.targets[i];
+        if (strcmp(t->kind, "Service") == 0 && strcmp(t->name, svc->name) == 0)
+            return true;
+        if (strcmp(t->kind, "Gateway") == 0 && strcmp(t->name, svc->waypoint->name) == 0 &&
+            strcmp(svc->waypoint->namespace, pol->meta.namespace) == 0)
+            return true;
+    }
+    return false;
 }
 
 static void build_policies(struct gm_snapshot *s, const struct gm_object *const *objs, size_t n)
@@ -546,6 +564,13 @@ static void build_policies(struct gm_snapshot *s, const struct gm_object *const 
         for (size_t i = 0; i < s->n_policies; i++)
             if (policy_applies(s, s->policies[i], w))
                 w->policies[w->n_policies++] = s->policies[i];
+    }
+    for (size_t j = 0; j < s->n_services; j++) {
+        struct gm_svc *svc = &s->services[j];
+        svc->policies = GM_ARENA_ARRAY(&s->arena, const struct gm_object *, s->n_policies + 1);
+        for (size_t i = 0; i < s->n_policies; i++)
+            if (policy_targets(s->policies[i], svc))
+                svc->policies[svc->n_policies++] = s->policies[i];
     }
 }
 

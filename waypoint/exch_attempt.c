@@ -1,10 +1,12 @@
 /* Exchanges (exch.h), second half: the route decision, attempts upstream, per-request and
  * per-attempt timeouts, retries with backoff, and the upstream connection's events. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
 #include "exch_int.h"
+#include "gammamesh/authz.h"
 #include "gammamesh/log.h"
 #include "retry.h"
 #include "upstream.h"
@@ -229,9 +231,59 @@ static const struct gm_svc *addressed_service(struct wp_exch *x)
     return gm_snapshot_service_by_vip(x->snap, &c->vip, c->port, &x->port_index);
 }
 
+/* Header values handed to the evaluator, freed after it (gm_hlist_get joins repeated fields
+ * into a fresh string). */
+struct header_lookup {
+    const struct wp_req *req;
+    char *got[8];
+    size_t n;
+};
+
+static const char *request_header(const void *ctx, const char *name)
+{
+    struct header_lookup *h = (struct header_lookup *)ctx;
+
+    if (h->n == GM_ARRAY_LEN(h->got))
+        return NULL; /* more header conditions than that: treated as absent */
+    return h->got[h->n++] = gm_hlist_get(&h->req->headers, name);
+}
+
+/* The AuthorizationPolicies that target the Service (or this waypoint), on the request as it
+ * arrived: 0, or -EPERM with why. */
+static int authorize(const struct wp_exch *x, char *why, size_t len)
+{
+    const struct wp_conn *c = x->origin;
+    struct header_lookup h = {.req = &x->req};
+    struct gm_authz_request r = {
+        .src_identity = c->peer_id,
+        .dst_port = x->svc->ports[x->port_index].port,
+        .method = x->req.method,
+        .path = x->req.path,
+        .path_len = strlen(x->req.path),
+        .host = wp_req_host(&x->req),
+        .header = request_header,
+        .ctx = &h,
+    };
+
+    if (c->src_ip)
+        gm_ip_parse(c->src_ip, &r.src_ip);
+    int rc = gm_authz_evaluate(x->svc->policies, x->svc->n_policies, &r, why, len);
+    for (size_t i = 0; i < h.n; i++)
+        free(h.got[i]);
+    return rc;
+}
+
 void wp_exch_decide(struct wp_exch *x)
 {
+    char why[300];
+
     x->svc = addressed_service(x);
+    if (x->svc && x->svc->n_policies && authorize(x, why, sizeof(why)) < 0) {
+        GM_LOG_DEBUG("authz", "request denied", "service=%s/%s reason=%s", x->svc->namespace,
+                     x->svc->name, why);
+        wp_exch_answer(x, 403, "RBAC: access denied\n", NULL, "DENY");
+        return;
+    }
     if (prepare_headers(x) < 0) {
         wp_exch_answer(x, 431, "request header fields too large\n", NULL, NULL);
         return;

@@ -342,7 +342,18 @@ struct gm_authz_rule {
     bool has_l7; /* some field only a waypoint can evaluate is set */
 };
 
+/* spec.targetRefs[] (or targetRef): what a waypoint enforces the policy for. */
+struct gm_policy_target {
+    char *group; /* "" (core) or "gateway.networking.k8s.io" */
+    char *kind;  /* "Service" or "Gateway"; other kinds are dropped with a warning */
+    char *name;
+    char *namespace; /* NULL, or the policy's own */
+};
+
 struct gm_authz {
+    struct gm_policy_target *targets; /* supported targets; the policy is then a waypoint's */
+    size_t n_targets;
+    bool has_targets; /* targetRefs given (even if none of them is supported) */
     bool has_selector;
     struct gm_kvs selector; /* spec.selector.matchLabels */
     enum gm_authz_action action;

@@ -82,6 +82,10 @@ struct gm_svc {
     size_t n_endpoints;
     const char *use_waypoint;           /* service label beats namespace label */
     const struct gm_waypoint *waypoint; /* resolved, or NULL when absent or not found */
+    /* AuthorizationPolicies its waypoint enforces: those whose targetRefs name this Service or
+     * its waypoint Gateway (empty without a waypoint) */
+    const struct gm_object **policies;
+    size_t n_policies;
 };
 
 struct gm_waypoint {

@@ -116,6 +116,45 @@ spec:
 """
 
 
+# A Service this waypoint serves as the waypoint of its namespace (a Gateway of the waypoint
+# class, and the Service's use-waypoint label), for AuthorizationPolicies that target either.
+GUARDED = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: test}
+spec: {gatewayClassName: gammamesh-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: guarded, namespace: test, labels: {gammamesh.io/use-waypoint: waypoint}}
+spec:
+  clusterIP: 10.96.0.40
+  selector: {app: echo, version: v1}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+POLICIES = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: guarded-reads, namespace: test}
+spec:
+  targetRefs: [{kind: Service, name: guarded}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/client/sa/default"]}}]
+    to: [{operation: {methods: [GET], paths: ["/ok/*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-evil, namespace: test}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
+  action: DENY
+  rules:
+  - when: [{key: "request.headers[x-evil]", values: ["1"]}]
+"""
+
+
 class Env:
     def __init__(self, tmp):
         self.tmp = tmp
@@ -123,9 +162,11 @@ class Env:
         self.procs = []
         self.base = random.randint(20000, 50000)
         self.ports = {"echo": self.base, "web": self.base + 1, "h2svc": self.base + 2,
-                      "nowhere": self.base + 3}
+                      "nowhere": self.base + 3, "guarded": self.base + 4}
         self.wp_port = self.base + 8
         self.admin, self.metrics, self.ready = self.base + 5, self.base + 6, self.base + 7
+        assert len(set(self.ports.values()) | {self.admin, self.metrics, self.ready,
+                                               self.wp_port}) == 9
 
     def ip(self, n):
         return "%s.%d" % (self.net, n)
@@ -157,6 +198,7 @@ class Env:
                                 ("mirror-1", 4, "{app: mirror}")]:
             objs.append(POD % {"name": name, "ip": self.ip(n), "labels": labels})
         objs.append(ROUTES)
+        objs.append(GUARDED)
         os.makedirs(os.path.join(self.tmp, "cfg"))
         with open(os.path.join(self.tmp, "cfg", "objects.yaml"), "w") as fh:
             fh.write("---".join(objs))
@@ -171,7 +213,7 @@ class Env:
         wp_addr = "%s:%d" % (self.ip(1), self.wp_port)
         args = [HARNESS, "run", "--ca-cert", "ca.crt", "--ca-key", "ca.key"]
         for svc, vip in [("echo", "10.96.0.10"), ("web", "10.96.0.20"), ("h2svc", "10.96.0.30"),
-                         ("nowhere", "10.96.0.99")]:
+                         ("nowhere", "10.96.0.99"), ("guarded", "10.96.0.40")]:
             args += ["--out", "%s:%d,%s,%s:80,%s,%s" % (self.ip(1), self.ports[svc], wp_addr,
                                                         vip, CLIENT_ID, WAYPOINT_ID)]
         for n in (2, 3, 4):
@@ -368,6 +410,36 @@ def test_no_backends_500(env):
 def test_unknown_vip_refused(env):
     out, closed = env.raw("nowhere", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert out == b"" and closed
+
+
+# ---- AuthorizationPolicy ----
+
+def test_authorization_policies_targeting_the_service_and_the_waypoint(env):
+    assert env.client("guarded", "/anything", "--method", "POST").status() == 200  # no policy
+    path = os.path.join(env.tmp, "cfg", "policies.yaml")
+    with open(path, "w") as fh:
+        fh.write(POLICIES)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and env.client("guarded", "/no").status() != 403:
+            time.sleep(0.2)
+        assert env.client("guarded", "/ok/1").status() == 200
+        denied = env.client("guarded", "/ok/1", "--method", "POST")
+        assert denied.status() == 403 and "RBAC: access denied" in denied.out, denied.out
+        assert env.client("guarded", "/no").status() == 403
+        assert env.client("guarded", "/ok/1", "-H", "X-Evil:1").status() == 403
+        assert env.client("guarded", "/ok/1", "-H", "X-Evil:0").status() == 200
+        # Services without this waypoint are not its policies' business
+        assert env.client("echo", "/ok/1", "-H", "X-Evil:1").status() == 200
+        assert env.client("echo", "/x", "--method", "POST").status() == 200
+        assert re.search(r"status=403 .*flags=DENY", env.log("waypoint")), \
+            env.log("waypoint")[-2000:]
+    finally:
+        os.unlink(path)
+    deadline = time.time() + 10
+    while time.time() < deadline and env.client("guarded", "/no").status() != 200:
+        time.sleep(0.2)
+    assert env.client("guarded", "/no", "--method", "POST").status() == 200
 
 
 # ---- timeouts, retries, mirrors ----

@@ -192,7 +192,8 @@ def test_lists_in_pages_then_watches(api, daemons):
     assert len(endpoints(d)) == 7, d["snapshot"]["services"]
     # every request carries the token; the watch asks for bookmarks and resumes from the list
     assert all(r[2] == "Bearer " + TOKEN for r in api.requests)
-    assert api.count(lambda r: "/pods?watch=1&allowWatchBookmarks=true" in r[1]) >= 1
+    assert wait_for(lambda: api.count(
+        lambda r: "/pods?watch=1&allowWatchBookmarks=true" in r[1]) >= 1), api.requests[-5:]
 
     # changes arrive through the watch: add, modify (not ready: leaves the endpoints), delete
     api.apply(pod("p9", "10.1.0.99"))

@@ -1121,16 +1121,42 @@ static void test_skipped_and_warnings(void)
                          "---\n" AUTHZ "  targetRefs: [{kind: Service, name: s}]\n"
                          "  provider: {name: ext}\n");
     CHECK(d.n == 2 && d.rcs[0] == 1 && d.rcs[1] == 1);
-    CHECK_EQ_INT(d.diags.n, 3);
+    CHECK_EQ_INT(d.diags.n, 2);
     CHECK_EQ_INT(gm_diags_errors(&d.diags), 0);
-    if (d.diags.n == 3) {
+    if (d.diags.n == 2) {
         char buf[256];
         CHECK_EQ_STR(gm_diag_format(&d.diags.v[0], buf, sizeof(buf)),
                      "t.yaml:8:25: HTTPRoute ns/r: spec.rules[0].sessionPersistence: "
                      "warning: not supported; ignored");
-        CHECK_EQ_STR(d.diags.v[1].field, "spec.targetRefs");
-        CHECK_EQ_STR(d.diags.v[2].field, "spec.provider");
+        CHECK_EQ_STR(d.diags.v[1].field, "spec.provider");
     }
+    if (d.n == 2 && d.objs[1]) {
+        const struct gm_authz *az = &d.objs[1]->authz;
+        CHECK(az->has_targets && az->n_targets == 1);
+        CHECK(az->n_targets == 1 && strcmp(az->targets[0].kind, "Service") == 0 &&
+              strcmp(az->targets[0].group, "") == 0 && strcmp(az->targets[0].name, "s") == 0);
+    }
+    done(&d);
+
+    /* policy targets: a waypoint Gateway and a Service kept, other kinds dropped with a
+     * warning; a policy with only unsupported targets applies nowhere (warned); selector and
+     * targetRefs together are an error */
+    decode_str(&d, AUTHZ "  targetRefs:\n"
+                         "  - {group: gateway.networking.k8s.io, kind: Gateway, name: wp}\n"
+                         "  - {group: gateway.networking.k8s.io, kind: GatewayClass, name: c}\n"
+                         "  - {kind: Service, name: s, namespace: elsewhere}\n"
+                         "---\n" AUTHZ "  targetRef: {group: networking.istio.io, kind: "
+                         "ServiceEntry, name: e}\n"
+                         "---\n" AUTHZ "  selector: {matchLabels: {app: a}}\n"
+                         "  targetRefs: [{kind: Service, name: s}]\n");
+    CHECK(d.n == 3 && d.rcs[0] == 1 && d.rcs[1] == 1 && d.rcs[2] < 0);
+    if (d.n == 3 && d.objs[0] && d.objs[1]) {
+        CHECK(d.objs[0]->authz.n_targets == 1 &&
+              strcmp(d.objs[0]->authz.targets[0].kind, "Gateway") == 0);
+        CHECK(d.objs[1]->authz.has_targets && d.objs[1]->authz.n_targets == 0);
+    }
+    CHECK_EQ_INT(gm_diags_errors(&d.diags), 1);
+    CHECK_EQ_INT(d.diags.n, 5); /* GatewayClass, other namespace, ServiceEntry, nowhere, error */
     done(&d);
 }
 
