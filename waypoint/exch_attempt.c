@@ -235,17 +235,16 @@ static const struct gm_svc *addressed_service(struct wp_exch *x)
  * into a fresh string). */
 struct header_lookup {
     const struct wp_req *req;
-    char *got[8];
-    size_t n;
+    char **got;
+    size_t n, cap;
 };
 
 static const char *request_header(const void *ctx, const char *name)
 {
     struct header_lookup *h = (struct header_lookup *)ctx;
 
-    if (h->n == GM_ARRAY_LEN(h->got))
-        return NULL; /* more header conditions than that: treated as absent */
-    return h->got[h->n++] = gm_hlist_get(&h->req->headers, name);
+    GM_VEC_PUSH(h->got, h->n, h->cap);
+    return h->got[h->n - 1] = gm_hlist_get(&h->req->headers, name);
 }
 
 /* The AuthorizationPolicies that target the Service (or this waypoint), on the request as it
@@ -270,6 +269,7 @@ static int authorize(const struct wp_exch *x, char *why, size_t len)
     int rc = gm_authz_evaluate(x->svc->policies, x->svc->n_policies, &r, why, len);
     for (size_t i = 0; i < h.n; i++)
         free(h.got[i]);
+    free(h.got);
     return rc;
 }
 
