@@ -32,27 +32,18 @@ def log(msg):
     print("fake-ztunnel: " + msg, flush=True)
 
 
-class Ready(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        code = 200 if self.path == "/healthz/ready" else 404
-        body = b"ready\n" if code == 200 else b"not found\n"
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 SNAPSHOT = {"workloads": [], "services": []}
 
 
-class Admin(http.server.BaseHTTPRequestHandler):
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Both listeners: 127.0.0.1:15021 /healthz/ready and 127.0.0.1:15000 /config_dump."""
+
     def do_GET(self):
-        code = 200 if self.path == "/config_dump" else 404
-        body = json.dumps({"snapshot": SNAPSHOT}).encode() if code == 200 else b"not found\n"
-        self.send_response(code)
+        pages = {"/healthz/ready": lambda: b"ready\n",
+                 "/config_dump": lambda: json.dumps({"snapshot": SNAPSHOT}).encode()}
+        page = pages.get(self.path)
+        body = page() if page else b"not found\n"
+        self.send_response(200 if page else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -135,9 +126,9 @@ def main():
             sys.exit("fake-ztunnel: missing %s" % f)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log("node %s, config %s, ignoring %s" % (args.node_name, args.config_dir, unknown))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 15021), Ready)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 15021), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    adm = http.server.ThreadingHTTPServer(("127.0.0.1", 15000), Admin)
+    adm = http.server.ThreadingHTTPServer(("127.0.0.1", 15000), Handler)
     threading.Thread(target=adm.serve_forever, daemon=True).start()
     listeners = {}
     while True:
