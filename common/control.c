@@ -8,14 +8,22 @@
 #include "gammamesh/log.h"
 #include "gammamesh/snapshot_json.h"
 
-static struct gm_metric *metric(struct gm_daemon *d, const char *name, const char *help, int type)
+static struct gm_metric_family *family(struct gm_daemon *d, const char *name, const char *help,
+                                       int type, const char *const *labels)
 {
     struct gm_metric_family *fam = NULL;
-    struct gm_metric_desc desc = {.name = name, .help = help, .type = type};
+    struct gm_metric_desc desc = {.name = name, .help = help, .type = type, .labels = labels};
 
     if (gm_metrics_register(gm_daemon_metrics(d), &desc, &fam) < 0)
         return NULL;
-    return gm_metrics_get(fam, NULL);
+    return fam;
+}
+
+static struct gm_metric *metric(struct gm_daemon *d, const char *name, const char *help, int type)
+{
+    struct gm_metric_family *fam = family(d, name, help, type, NULL);
+
+    return fam ? gm_metrics_get(fam, NULL) : NULL;
 }
 
 static void update_metrics(struct gm_control *c)
@@ -127,23 +135,29 @@ static struct gm_metric_family *kube_family(struct gm_control *c, const char *na
                                             const char *help, int type)
 {
     static const char *const labels[] = {"resource", NULL};
-    struct gm_metric_desc desc = {.name = name, .help = help, .type = type, .labels = labels};
-    struct gm_metric_family *fam = NULL;
 
-    gm_metrics_register(gm_daemon_metrics(c->daemon), &desc, &fam);
-    return fam;
+    return family(c->daemon, name, help, type, labels);
+}
+
+/* The resource's series of fam: set to v (a gauge), or added v to (a counter). */
+static void kube_series(struct gm_metric_family *fam, const char *resource, int64_t v, bool set)
+{
+    const char *values[] = {resource, NULL};
+
+    if (fam == NULL || (!set && v <= 0))
+        return;
+    struct gm_metric *m = gm_metrics_get(fam, values);
+    if (set)
+        gm_metrics_set(m, v);
+    else
+        gm_metrics_add(m, v);
+    gm_metrics_unref(m);
 }
 
 static void count_delta(struct gm_metric_family *fam, const char *resource, uint64_t now,
                         uint64_t before)
 {
-    const char *values[] = {resource, NULL};
-
-    if (fam && now > before) {
-        struct gm_metric *m = gm_metrics_get(fam, values);
-        gm_metrics_add(m, (int64_t)(now - before));
-        gm_metrics_unref(m);
-    }
+    kube_series(fam, resource, now > before ? (int64_t)(now - before) : 0, false);
 }
 
 /* Every second: the API source's per-kind counts into /metrics. */
@@ -157,12 +171,7 @@ static void on_kube_stats(uv_timer_t *t)
     gm_kube_stats(c->kube, now);
     for (size_t i = 0; i < GM_KUBE_RESOURCES; i++) {
         const struct gm_kube_stats *n = &now[i], *b = &c->kube_last[i];
-        const char *values[] = {n->resource, NULL};
-        if (c->m_kube_synced) {
-            struct gm_metric *m = gm_metrics_get(c->m_kube_synced, values);
-            gm_metrics_set(m, n->synced);
-            gm_metrics_unref(m);
-        }
+        kube_series(c->m_kube_synced, n->resource, n->synced, true);
         count_delta(c->m_kube_lists, n->resource, n->lists, b->lists);
         count_delta(c->m_kube_watches, n->resource, n->watches, b->watches);
         count_delta(c->m_kube_events, n->resource, n->events, b->events);
