@@ -42,6 +42,15 @@ static void content_unref(struct content *c)
     }
 }
 
+static struct content *content_new(void)
+{
+    struct content *c = gm_xcalloc(1, sizeof(*c));
+
+    atomic_init(&c->refs, 1);
+    gm_arena_init(&c->arena);
+    return c;
+}
+
 static struct content *content_ref(struct content *c)
 {
     atomic_fetch_add(&c->refs, 1);
@@ -196,13 +205,11 @@ static const struct gm_object *previous_version(const struct content *old,
 static struct content *decode_file(struct gm_config_file *f, const char *buf, size_t len,
                                    uint64_t *errors)
 {
-    struct content *c = gm_xcalloc(1, sizeof(*c));
+    struct content *c = content_new();
     struct gm_ydocs docs;
     struct gm_arena tree; /* the YAML trees: only read while decoding (objects copy) */
     bool carried = false;
 
-    atomic_init(&c->refs, 1);
-    gm_arena_init(&c->arena);
     gm_arena_init(&tree);
     if (gm_yaml_parse(&tree, f->path, buf, len, &docs, &f->diags) < 0) {
         (*errors)++;
@@ -352,10 +359,8 @@ int gm_config_store_put(struct gm_config_store *st, const char *key, const struc
     }
     gm_diags_done(&f->diags);
 
-    struct content *c = gm_xcalloc(1, sizeof(*c));
+    struct content *c = content_new();
     struct gm_object *o = NULL;
-    atomic_init(&c->refs, 1);
-    gm_arena_init(&c->arena);
     c->objs = GM_ARENA_ARRAY(&c->arena, const struct gm_object *, 1);
     /* The tree is only read while decoding (objects copy what they keep): a scratch arena, so
      * that each entry holds its decoded object alone. */
