@@ -863,13 +863,9 @@ int64_t gm_cert_cache_tick(struct gm_cert_cache *c, int64_t now)
 
 static json_t *json_time(int64_t t)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
     char buf[32];
 
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return json_null();
-    return json_string(buf);
+    return gm_fmt_rfc3339(buf, sizeof(buf), t) ? json_string(buf) : json_null();
 }
 
 static const char *entry_state(const struct cache_entry *e, int64_t now)

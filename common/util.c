@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/socket.h>
+#include <time.h>
 
 _Noreturn void gm_panic(const char *file, int line, const char *what)
 {
@@ -380,6 +381,16 @@ size_t gm_sorted_find(void *const *v, size_t n, size_t offset, const char *key, 
     struct sorted_ptrs sp = {v, offset};
 
     return gm_bsearch_pos(n, cmp_member, &sp, key, found);
+}
+
+const char *gm_fmt_rfc3339(char *buf, size_t len, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return NULL;
+    return buf;
 }
 
 uint64_t gm_hash_str(const char *s)

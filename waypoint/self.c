@@ -5,6 +5,18 @@
 
 #include "waypoint.h"
 
+const char *wp_self_namespace(const struct wp_settings *set)
+{
+    return set->pod_namespace && *set->pod_namespace ? set->pod_namespace : "default";
+}
+
+const struct gm_workload *wp_self_pod(const struct wp_settings *set, const struct gm_snapshot *s)
+{
+    if (s == NULL || set->pod_name == NULL || *set->pod_name == '\0')
+        return NULL;
+    return gm_snapshot_workload(s, wp_self_namespace(set), set->pod_name);
+}
+
 /* The service account: the setting, else the Pod's, else its gateway-name label. NULL when the
  * Pod was named but is not in the snapshot yet. */
 static const char *service_account(const struct wp_settings *set, const struct gm_snapshot *s,
@@ -17,7 +29,7 @@ static const char *service_account(const struct wp_settings *set, const struct g
         return set->service_account;
     if (set->pod_name == NULL || *set->pod_name == '\0')
         return "default";
-    w = s ? gm_snapshot_workload(s, ns, set->pod_name) : NULL;
+    w = wp_self_pod(set, s);
     if (w == NULL) {
         snprintf(why, why_len, "pod %s/%s not in the configuration yet", ns, set->pod_name);
         return NULL;
@@ -33,7 +45,7 @@ static const char *service_account(const struct wp_settings *set, const struct g
 int wp_self_identity(const struct wp_settings *set, const struct gm_snapshot *s, char *out,
                      size_t len, char *why, size_t why_len)
 {
-    const char *ns = set->pod_namespace && *set->pod_namespace ? set->pod_namespace : "default";
+    const char *ns = wp_self_namespace(set);
     const char *td = set->common.trust_domain ? set->common.trust_domain : "cluster.local";
     const char *sa = service_account(set, s, ns, why, why_len);
     int n;

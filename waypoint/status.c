@@ -13,11 +13,7 @@
 static bool own_gateway(const struct wp *wp, const struct gm_snapshot *s, const char **ns,
                         const char **name)
 {
-    const char *pns =
-        wp->set.pod_namespace && *wp->set.pod_namespace ? wp->set.pod_namespace : "default";
-    const struct gm_workload *w = wp->set.pod_name && *wp->set.pod_name
-                                      ? gm_snapshot_workload(s, pns, wp->set.pod_name)
-                                      : NULL;
+    const struct gm_workload *w = wp_self_pod(&wp->set, s);
 
     if (w == NULL || w->waypoint_name == NULL)
         return false;
@@ -73,13 +69,11 @@ static json_t *entries_for(const struct gm_route_status *rs, const char *gw_ns, 
 static void stamp_transition_time(json_t *entries)
 {
     char now[32];
-    time_t t = time(NULL);
-    struct tm tm;
     size_t i, k;
     json_t *e, *c;
 
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (gm_fmt_rfc3339(now, sizeof(now), (int64_t)time(NULL)) == NULL)
+        return;
     json_array_foreach(entries, i, e)
     {
         json_array_foreach(json_object_get(e, "conditions"), k, c)

@@ -61,6 +61,11 @@ struct wp {
     json_t *status_sent; /* route "ns/name" -> the status entries last handed to the writer */
 };
 
+/* This waypoint's namespace (pod-namespace, default "default"), and its own Pod in the snapshot
+ * (NULL when pod-name is unset or the Pod is not there yet). */
+const char *wp_self_namespace(const struct wp_settings *set);
+const struct gm_workload *wp_self_pod(const struct wp_settings *set, const struct gm_snapshot *s);
+
 /* The identity this waypoint presents, from its settings and the snapshot: writes the SPIFFE ID
  * to out and returns 0, or -ENOENT with a reason in why (the Pod is not in the snapshot yet).
  * Pure. */

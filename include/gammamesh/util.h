@@ -84,6 +84,9 @@ int gm_ip_in_cidr(const struct gm_ip *ip, const char *cidr);
 size_t gm_fmt_u64(char *buf, uint64_t v);
 /* The n bytes at p as 2n lowercase hex digits at out (no NUL); returns the position after them. */
 char *gm_fmt_hex(char *out, const uint8_t *p, size_t n);
+/* Seconds since the epoch as RFC 3339 UTC ("2026-11-26T16:00:00Z") in buf (at least 21 bytes);
+ * returns buf, or NULL when the time cannot be represented. */
+const char *gm_fmt_rfc3339(char *buf, size_t len, int64_t t);
 /* parts[0..n) concatenated into buf, NUL-terminated and cut short to fit len (> 0); returns the
  * length written. */
 size_t gm_str_join(char *buf, size_t len, const char *const *parts, size_t n);
