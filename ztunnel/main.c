@@ -126,6 +126,7 @@ static json_t *on_dump(struct gm_daemon *d, void *ctx)
     json_object_set_new(o, "node", json_string(zt->node));
     json_object_set_new(o, "pods", zt_pods_dump(&zt->pods));
     json_object_set_new(o, "ipv6", json_string(zt_pods_ipv6_mode(&zt->pods)));
+    json_object_set_new(o, "captures_moved", json_integer((json_int_t)zt->pods.moved));
     json_object_set_new(o, "identity", zt_identity_dump(zt));
     json_object_set_new(o, "open_connections", json_integer(conns));
     json_object_set_new(o, "workers", json_integer(zt->workers.n));

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gammamesh/log.h"
@@ -23,7 +24,13 @@ enum zt_pod_state {
 };
 
 static void on_retry(uv_timer_t *t);
+static void on_check(uv_timer_t *t);
 static void stop_pod(struct zt_pods *p, struct zt_pod *pod);
+
+/* Kubelet re-creates a pod's sandbox when it dies: a new netns, under the same uid and often
+ * the same IP, with no change to the pod object that would tell us. Every captured pod's netns
+ * is checked this often, and a capture whose netns was replaced moves to the new one. */
+#define ZT_NETNS_CHECK_MS 1000
 
 static const char *const state_names[ZT_POD__MAX] = {"listening", "captured", "failed", "removing"};
 
@@ -32,6 +39,9 @@ struct zt_pod {
     char *uid, *name, *namespace, *netns;
     int nsfd;        /* discovered: the pod's netns, held open (netns is /proc/self's fd path) */
     bool discovered; /* no gammamesh.io/netns annotation: found under proc-root */
+    long pid;        /* discovered: the process of the pod it was found through */
+    dev_t ns_dev;    /* the netns the listeners were opened in (0: none yet) */
+    ino_t ns_ino;
     enum zt_pod_state state;
     bool seen;          /* still wanted by the latest snapshot */
     bool adopted;       /* workers hold listeners */
@@ -46,6 +56,9 @@ void zt_pods_init(struct zt_pods *p, struct zt *zt)
     memset(p, 0, sizeof(*p));
     p->zt = zt;
     uv_timer_init(gm_daemon_loop(zt->daemon), &p->retry);
+    uv_timer_init(gm_daemon_loop(zt->daemon), &p->check);
+    uv_timer_init(gm_daemon_loop(zt->daemon), &p->again);
+    uv_timer_start(&p->check, on_check, ZT_NETNS_CHECK_MS, ZT_NETNS_CHECK_MS);
     /* without IPv6 in the kernel there is no ip6 table to manage, nor IPv6 to refuse */
     if (access("/proc/sys/net/ipv6", F_OK) == 0)
         p->rule_flags =
@@ -70,6 +83,16 @@ static void pod_free(struct zt_pod *pod)
     free(pod);
 }
 
+static void on_again(uv_timer_t *t)
+{
+    struct zt_pods *p = container_of(t, struct zt_pods, again);
+
+    if (p->snap && !p->stopping)
+        zt_pods_reconcile(p, p->snap);
+}
+
+/* A pod still in the snapshot whose capture was dropped to move it (a new netns) is captured
+ * again by a reconcile pass after its entry is gone, without waiting for another snapshot. */
 static void remove_entry(struct zt_pods *p, struct zt_pod *pod)
 {
     for (size_t i = 0; i < p->n; i++) {
@@ -79,6 +102,8 @@ static void remove_entry(struct zt_pods *p, struct zt_pod *pod)
         }
     }
     pod_free(pod);
+    if (p->snap && !p->stopping)
+        uv_timer_start(&p->again, on_again, 0, 0);
 }
 
 static void set_failed(struct zt_pod *pod, const char *what, int err)
@@ -119,6 +144,11 @@ static int open_listeners(struct zt_pods *p, struct zt_pod *pod)
     if (self < 0 || nsfd < 0) {
         rc = self < 0 ? self : nsfd;
         goto out;
+    }
+    struct stat st;
+    if (fstat(nsfd, &st) == 0) {
+        pod->ns_dev = st.st_dev;
+        pod->ns_ino = st.st_ino;
     }
     for (unsigned w = 0; w < nw && rc == 0; w++) {
         for (int k = 0; k < ZT_LISTEN__MAX && rc == 0; k++) {
@@ -194,34 +224,105 @@ static long scanned_pid(const struct zt_pods *p, const char *uid)
     return 0;
 }
 
-static int discover(struct zt_pods *p, struct zt_pod *pod)
+/* The lowest pid of the pod's processes under proc-root, from a scan at most max_age_ms old
+ * (a scan younger than 100 ms is trusted to lack the pod); 0 when there is none, -errno when
+ * proc-root cannot be read. */
+static long pod_pid(struct zt_pods *p, const char *uid, uint64_t max_age_ms)
 {
-    const char *root = p->zt->set.proc_root;
     uint64_t now = uv_now(gm_daemon_loop(p->zt->daemon));
-    long pid = now - p->scan_at_ms < ZT_SCAN_MAX_AGE_MS ? scanned_pid(p, pod->uid) : 0;
-    char path[512];
+    long pid = p->scan && now - p->scan_at_ms < max_age_ms ? scanned_pid(p, uid) : 0;
 
     if (pid == 0 && (p->scan == NULL || now - p->scan_at_ms >= 100)) {
         free(p->scan);
-        p->n_scan = zt_netns_scan_pods(root, &p->scan);
+        p->n_scan = zt_netns_scan_pods(p->zt->set.proc_root, &p->scan);
         p->scan_at_ms = now;
         if (p->n_scan < 0) {
-            int err = (int)p->n_scan;
+            long err = p->n_scan;
             p->n_scan = 0;
             return err;
         }
-        pid = scanned_pid(p, pod->uid);
+        pid = scanned_pid(p, uid);
     }
-    if (pid == 0)
-        return -ENOENT;
-    snprintf(path, sizeof(path), "%s/%ld/ns/net", root, pid);
+    return pid;
+}
+
+static int discover(struct zt_pods *p, struct zt_pod *pod)
+{
+    long pid = pod_pid(p, pod->uid, ZT_SCAN_MAX_AGE_MS);
+    char path[512];
+
+    if (pid <= 0)
+        return pid < 0 ? (int)pid : -ENOENT;
+    snprintf(path, sizeof(path), "%s/%ld/ns/net", p->zt->set.proc_root, pid);
     pod->nsfd = open(path, O_RDONLY | O_CLOEXEC);
     if (pod->nsfd < 0)
         return -errno;
+    pod->pid = pid;
     pod->netns = gm_xasprintf("/proc/%ld/fd/%d", (long)getpid(), pod->nsfd);
     GM_LOG_INFO("capture", "pod network namespace found", "pod=%s/%s pid=%ld path=%s",
                 pod->namespace, pod->name, pid, path);
     return 0;
+}
+
+/* Is the netns at path the one the pod was captured in? */
+static bool is_captured_netns(const struct zt_pod *pod, const char *path, char *why, size_t len)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        snprintf(why, len, "%s: %s", path, strerror(errno));
+        return false;
+    }
+    if (st.st_dev != pod->ns_dev || st.st_ino != pod->ns_ino) {
+        snprintf(why, len, "%s is another network namespace", path);
+        return false;
+    }
+    return true;
+}
+
+/* Does the pod still live in the netns it was captured in? An annotated pod's netns is looked
+ * up by its path; a discovered pod's through its process, or, when that process is gone or its
+ * pid was reused, through the pod's processes found again under proc-root. */
+static bool netns_current(struct zt_pods *p, struct zt_pod *pod, char *why, size_t len)
+{
+    char path[512];
+
+    if (!pod->discovered) {
+        zt_netns_path(pod->netns, path, sizeof(path));
+        return is_captured_netns(pod, path, why, len);
+    }
+    snprintf(path, sizeof(path), "%s/%ld/ns/net", p->zt->set.proc_root, pod->pid);
+    if (is_captured_netns(pod, path, why, len))
+        return true;
+    long pid = pod_pid(p, pod->uid, 100);
+    if (pid <= 0) {
+        snprintf(why, len, "no process of the pod under %s", p->zt->set.proc_root);
+        return false;
+    }
+    snprintf(path, sizeof(path), "%s/%ld/ns/net", p->zt->set.proc_root, pid);
+    if (!is_captured_netns(pod, path, why, len))
+        return false;
+    pod->pid = pid; /* another process of the same sandbox */
+    return true;
+}
+
+static void on_check(uv_timer_t *t)
+{
+    struct zt_pods *p = container_of(t, struct zt_pods, check);
+    char why[600];
+
+    for (size_t i = p->n; i-- > 0;) {
+        struct zt_pod *pod = p->v[i];
+        if (pod->state != ZT_POD_CAPTURED || pod->busy || pod->ns_ino == 0 ||
+            netns_current(p, pod, why, sizeof(why)))
+            continue;
+        GM_LOG_INFO("capture",
+                    "pod network namespace replaced (sandbox re-created or gone): "
+                    "capture moves to the new one",
+                    "pod=%s/%s reason=%s", pod->namespace, pod->name, why);
+        p->moved++;
+        stop_pod(p, pod); /* then remove_entry: captured again by the next reconcile pass */
+    }
 }
 
 static void start_pod(struct zt_pods *p, struct zt_pod *pod)
@@ -334,6 +435,10 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
 {
     if (!p->zt->workers_started || s == NULL)
         return;
+    if (p->snap != s) {
+        gm_snapshot_unref(p->snap);
+        p->snap = gm_snapshot_ref((struct gm_snapshot *)s);
+    }
     for (size_t i = 0; i < p->n; i++)
         p->v[i]->seen = false;
     for (size_t i = 0; i < s->n_workloads; i++) {
@@ -395,15 +500,20 @@ json_t *zt_pods_dump(const struct zt_pods *p)
                                              pod->namespace, "netns", pod->netns, "state",
                                              state_names[pod->state], "attempts", pod->attempts,
                                              "source", pod->reply_routing ? "client" : "pod"));
+        json_t *o = json_array_get(arr, json_array_size(arr) - 1);
+        if (pod->ns_ino)
+            json_object_set_new(o, "netns_inode", json_integer((json_int_t)pod->ns_ino));
         if (pod->error[0])
-            json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "error",
-                                json_string(pod->error));
+            json_object_set_new(o, "error", json_string(pod->error));
     }
     return arr;
 }
 
 void zt_pods_stop_listening(struct zt_pods *p)
 {
+    p->stopping = true;
+    uv_timer_stop(&p->check);
+    uv_timer_stop(&p->again);
     for (size_t i = p->n; i-- > 0;)
         if (p->v[i]->state != ZT_POD_REMOVING) {
             p->v[i]->seen = false;
@@ -414,6 +524,10 @@ void zt_pods_stop_listening(struct zt_pods *p)
 void zt_pods_done(struct zt_pods *p)
 {
     uv_close((uv_handle_t *)&p->retry, NULL);
+    uv_close((uv_handle_t *)&p->check, NULL);
+    uv_close((uv_handle_t *)&p->again, NULL);
+    gm_snapshot_unref(p->snap);
+    p->snap = NULL;
     for (size_t i = 0; i < p->n; i++)
         pod_free(p->v[i]);
     free(p->v);

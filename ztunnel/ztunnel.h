@@ -50,7 +50,12 @@ struct zt_pods {
     struct zt_pod **v;
     size_t n, cap;
     uv_timer_t retry;
-    unsigned rule_flags; /* zt_capture_rules flags: IPv6 present, refused */
+    uv_timer_t check;         /* every captured pod's netns, each second */
+    uv_timer_t again;         /* a reconcile pass after a capture was dropped to move */
+    struct gm_snapshot *snap; /* the last reconciled snapshot (a reference) */
+    bool stopping;            /* shutting down: nothing is captured again */
+    uint64_t moved;           /* captures moved to a re-created netns */
+    unsigned rule_flags;      /* zt_capture_rules flags: IPv6 present, refused */
     /* The last scan of proc-root for pods' processes: one scan serves every pod that starts
      * within ZT_SCAN_MAX_AGE_MS (a node's /proc has thousands of entries to read). */
     struct zt_pod_pid *scan;

@@ -456,3 +456,60 @@ class Lines:
     def next_json(self, timeout):
         line = self.next(timeout)
         return None if line is None else json.loads(line)
+
+
+def capture_of(lab, pod):
+    """What ztunnel has put in a pod: its capture tables (the reply table is kept on purpose)
+    and its listeners; and whether its node's ztunnel lists it as captured."""
+    tables = lab.nft_tables(pod["netns"])
+    ss = lab.netns_run(pod["netns"], "ss", "-Hltn", check=True).stdout
+    ports = sorted({int(l.split()[3].rsplit(":", 1)[1]) for l in ss.splitlines() if l.strip()})
+    status, body = lab.http_get(pod["node"], 15000, "/config_dump")
+    assert status == 200, status
+    listed = [p["pod"] for p in json.loads(body)["pods"]]
+    return {"table": "table ip gammamesh" in tables,
+            "ipv6_table": "table ip6 gammamesh" in tables,
+            "listeners": [p for p in ports if p in (15001, 15006, 15008)],
+            "listed": pod["name"] in listed}
+
+
+def check_sandbox_recreation(lab, client, server):
+    """`lab recreate-sandbox` on server (a demo service-b pod with a TCP echo on 9090, on
+    another node than client): its pod object, IP and annotation stay as they are, its netns
+    is replaced. Its node's ztunnel must capture the new netns (rules, listeners, a new netns
+    inode in /config_dump), with traffic to it and from it through ztunnel again."""
+    node = server["node"]
+
+    def dump():
+        status, body = lab.http_get(node, 15000, "/config_dump")
+        assert status == 200, status
+        return json.loads(body)
+
+    def entry():
+        return {p["pod"]: p for p in dump()["pods"]}.get(server["name"], {})
+
+    def opened(reporter):
+        return metric_sum(lab.metrics(node), "istio_tcp_connections_opened_total",
+                          reporter=reporter)
+
+    before = entry()
+    assert before.get("state") == "captured" and before.get("netns_inode"), before
+    moved = dump()["captures_moved"]
+    # the lab waits until the pod's programs and ztunnel's 15008 listen in the new netns
+    lab.lab("recreate-sandbox", "--timeout", 40, "demo/" + server["name"], timeout=150)
+    after = wait_for(lambda: (e := entry()).get("state") == "captured"
+                     and e.get("netns_inode") != before["netns_inode"] and e, 15,
+                     what="ztunnel-%s to capture the new netns of %s" % (node, server["name"]))
+    assert dump()["captures_moved"] > moved, after
+    assert capture_of(lab, server) == {"table": True, "ipv6_table": True,
+                                       "listeners": [15001, 15006, 15008], "listed": True}
+    assert "pod network namespace replaced" in lab.log("ztunnel-" + node)
+    # inbound: the client's connection ends in the new netns through ztunnel
+    n = opened("destination")
+    assert echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox")["ok"]
+    wait_for(lambda: opened("destination") > n, 10, what="inbound through ztunnel")
+    # outbound: the pod's own connections are captured again (the client has a TCP echo too,
+    # and no policy)
+    n = opened("source")
+    assert echo_once(lab, server["netns"], client["ip"], 9090, "from-the-new-sandbox")["ok"]
+    wait_for(lambda: opened("source") > n, 10, what="outbound through ztunnel")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import CLIENT_ID, DEMO, REPO, echo_once, make_lab, wait_for
+from conftest import (CLIENT_ID, DEMO, REPO, check_sandbox_recreation, echo_once, make_lab,
+                      wait_for)
 
 DEMO_WAYPOINT = REPO / "packaging" / "examples" / "demo-waypoint.yaml"
 
@@ -157,3 +158,11 @@ def test_waypoint_from_the_api_routes_and_writes_route_status(lab, client):
     time.sleep(2)  # its own write comes back as an event: no second write for the same status
     assert log().count("status httproutes demo/service-b:") == 1, log()[-2000:]
     lab.lab("delete", DEMO_WAYPOINT)
+
+
+def test_a_recreated_sandbox_is_found_again_under_proc_root(lab, client):
+    """The same as in test_tunnel, for a pod found under --proc-root: its old process is gone,
+    the pod's new process lives in a new netns; ztunnel releases the netns it held open and
+    captures the new one."""
+    far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]]
+    check_sandbox_recreation(lab, client, far[0])

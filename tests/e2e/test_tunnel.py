@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from conftest import (CLIENT_ID, DEMO, SERVICE_B_ID, Capture, Lines, echo_once, make_lab,
+from conftest import (CLIENT_ID, DEMO, SERVICE_B_ID, Capture, Lines, capture_of,
+                      check_sandbox_recreation, echo_once, make_lab,
                       metric_sum, wait_for)
 
 
@@ -439,21 +440,6 @@ metadata:
 """
 
 
-def capture_of(lab, pod):
-    """What ztunnel has put in a pod: its capture tables (the reply table is kept on purpose)
-    and its listeners; and whether its node's ztunnel lists it as captured."""
-    tables = lab.nft_tables(pod["netns"])
-    ss = lab.netns_run(pod["netns"], "ss", "-Hltn", check=True).stdout
-    ports = sorted({int(l.split()[3].rsplit(":", 1)[1]) for l in ss.splitlines() if l.strip()})
-    status, body = lab.http_get(pod["node"], 15000, "/config_dump")
-    assert status == 200, status
-    listed = [p["pod"] for p in json.loads(body)["pods"]]
-    return {"table": "table ip gammamesh" in tables,
-            "ipv6_table": "table ip6 gammamesh" in tables,
-            "listeners": [p for p in ports if p in (15001, 15006, 15008)],
-            "listed": pod["name"] in listed}
-
-
 def test_opt_out_releases_pods_and_opt_in_captures_them_again(lab, client, remote_b):
     """Removing the namespace's label releases its pods (capture rules and listeners gone,
     traffic flows without ztunnel); putting it back captures them again. Runs last in this
@@ -484,3 +470,9 @@ def test_opt_out_releases_pods_and_opt_in_captures_them_again(lab, client, remot
     assert echo_once(lab, client["netns"], remote_b["ip"], 9090, "hbone-after-opt-in")["ok"]
     wait_for(lambda: opened() > before, 10,
              what="the connection after opting in to go through ztunnel")
+
+
+def test_a_recreated_sandbox_is_captured_again(lab, client, remote_b):
+    """Kubelet re-creates a dead sandbox under the same pod object and IP: the annotation still
+    names the same path, now a new netns. ztunnel notices and captures the new one."""
+    check_sandbox_recreation(lab, client, remote_b)

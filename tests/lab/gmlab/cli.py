@@ -1,4 +1,4 @@
-"""Command line of the lab: up, apply, delete, exec, status, logs, down."""
+"""Command line of the lab: up, apply, delete, exec, recreate-sandbox, status, logs, down."""
 
 import argparse
 import json
@@ -186,6 +186,19 @@ def cmd_exec(args):
         return 127
     rc = subprocess.call(["ip", "netns", "exec", rec["netns"]] + command, env=env)
     return 128 - rc if rc < 0 else rc
+
+
+def cmd_recreate_sandbox(args):
+    need_root()
+    paths = Paths(run_dir())
+    with locked(paths):
+        lab = Lab(paths, load(paths))
+        rec = resolve_target(lab.st, args.target)
+        lab.recreate_sandbox(rec)
+        lab.save()
+        lab.wait_ready(args.timeout)
+        lab.save()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,6 +465,14 @@ def build_parser():
     ex.add_argument("target")
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=cmd_exec)
+
+    rs = sub.add_parser("recreate-sandbox",
+                        help="replace a pod's network namespace as kubelet does when its sandbox "
+                             "dies (same pod object and IP), restart its programs, wait until "
+                             "ready")
+    rs.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    rs.add_argument("target", help="NAMESPACE/POD or NAMESPACE/LABEL=VALUE[,…]")
+    rs.set_defaults(func=cmd_recreate_sandbox)
 
     stp = sub.add_parser("status", help="nodes, pods, services, daemons")
     stp.add_argument("--json", action="store_true")

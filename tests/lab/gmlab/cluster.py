@@ -256,6 +256,24 @@ class Lab:
                 self.st["netns"].remove(r["netns"])
         self.save()
 
+    def recreate_sandbox(self, rec):
+        """What kubelet does when a pod's sandbox dies: the pod object stays as it is (uid, IP,
+        Ready), its programs stop, its network namespace is replaced by a new one under the same
+        name and address, and its programs start again there. Nothing tells the daemons but the
+        namespace itself (and, with --api, the pod's processes under the node's /proc)."""
+        info("re-creating the sandbox of pod %s/%s" % (rec["ns"], rec["name"]))
+        left = procs.stop(rec["procs"], self.paths)
+        for p in left:
+            warn("process %d (%s) did not stop" % (p["pid"], p["name"]))
+        self._remove_proc(rec)
+        rec["procs"], rec["started"], rec["restarting"] = [], False, True
+        self.save()
+        # the CNI's DEL: the veth goes even when a daemon still holds the old namespace open
+        topology.del_link(topology.node_netns(self.prefix, rec["node"]), rec["veth"])
+        topology.del_netns(rec["netns"])
+        topology.create_pod(self.prefix, rec["node"], rec["netns"], rec["ip"], rec["veth"])
+        self.start_pending()
+
     # -- programs -----------------------------------------------------------------------------
 
     def config_args(self):
@@ -557,7 +575,7 @@ class Lab:
         listening = {}
         for rec in pods:
             changed |= self._check_pod_alive(rec)
-            if rec["ready"] or rec.get("failed"):
+            if (rec["ready"] and not rec.get("restarting")) or rec.get("failed"):
                 continue
             listening[rec["netns"]] = topology.listening_tcp_ports(rec["netns"])
             missing = sorted(wait_ports(rec) - listening[rec["netns"]])
@@ -565,6 +583,8 @@ class Lab:
                 problems.append("pod %s/%s: nothing listens on port %s yet (log: %s)"
                                 % (rec["ns"], rec["name"], ",".join(map(str, missing)),
                                    self.paths.log(rec["logname"])))
+            elif rec.pop("restarting", False):
+                pass  # a re-created sandbox: Ready throughout, as its pod object says
             else:
                 rec["ready"] = changed = True
         if changed:

@@ -88,6 +88,11 @@ def del_netns(name):
         run(["ip", "netns", "del", name], check=False)
 
 
+def del_link(netns, name):
+    """Delete a link (both ends of a veth) if it exists."""
+    run(["ip", "-n", netns, "link", "del", name], check=False)
+
+
 def create_underlay(prefix):
     name = underlay_name(prefix)
     add_netns(name)
