@@ -271,6 +271,32 @@ done:
     return rc;
 }
 
+/* {"subject": …, "sha256": hex of the DER} of a certificate. */
+static json_t *cert_json(X509 *x)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1] = "", subject[256] = "";
+
+    if (X509_digest(x, EVP_sha256(), md, &n) == 1)
+        *gm_fmt_hex(hex, md, n) = '\0';
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    return json_pack("{s:s, s:s}", "subject", subject, "sha256", hex);
+}
+
+json_t *gm_signer_describe(const struct gm_signer *s)
+{
+    json_t *ca = cert_json(s->ca), *roots = json_array();
+    char when[32];
+
+    if (gm_fmt_rfc3339(when, sizeof(when), s->ca_not_after))
+        json_object_set_new(ca, "not_after", json_string(when));
+    for (int i = 0; i < sk_X509_num(s->roots); i++)
+        json_array_append_new(roots, cert_json(sk_X509_value(s->roots, i)));
+    return json_pack("{s:o, s:o, s:i}", "signing_ca", ca, "roots", roots, "intermediates",
+                     sk_X509_num(s->chain));
+}
+
 struct gm_identity_provider *gm_signer_provider(struct gm_signer *s)
 {
     return &s->base;
@@ -416,6 +442,32 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     rc = ferror(f) ? fail_with(err, err_len, -EIO, "%s: read error", path) : 0;
     (*out)[*len] = '\0';
     fclose(f);
+    return rc;
+}
+
+int gm_ca_files_digest(const char *ca_cert_path, const char *ca_key_path,
+                       uint8_t out[GM_CA_DIGEST_LEN], char *err, size_t err_len)
+{
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    unsigned int n = 0;
+    int rc;
+
+    if ((rc = read_file(ca_cert_path, &cert, &cert_len, err, err_len)) == 0 &&
+        (rc = read_file(ca_key_path, &key, &key_len, err, err_len)) == 0) {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        uint8_t sep = 0;
+        if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+            EVP_DigestUpdate(md, cert, cert_len) != 1 || EVP_DigestUpdate(md, &sep, 1) != 1 ||
+            EVP_DigestUpdate(md, key, key_len) != 1 || EVP_DigestFinal_ex(md, out, &n) != 1 ||
+            n != GM_CA_DIGEST_LEN)
+            rc = fail_with(err, err_len, -EIO, "SHA-256 failed");
+        EVP_MD_CTX_free(md);
+    }
+    free(cert);
+    if (key != NULL)
+        OPENSSL_cleanse(key, key_len);
+    free(key);
     return rc;
 }
 
@@ -886,7 +938,10 @@ static json_t *entry_json(const struct cache_entry *e, int64_t now)
     json_object_set_new(o, "identity", json_string(e->id));
     json_object_set_new(o, "state", json_string(entry_state(e, now)));
     if (e->cert != NULL) {
+        char issuer[256] = "";
+        X509_NAME_oneline(X509_get_issuer_name(e->cert->leaf), issuer, sizeof(issuer));
         json_object_set_new(o, "serial", json_string(e->cert->serial));
+        json_object_set_new(o, "issuer", json_string(issuer));
         json_object_set_new(o, "not_before", json_time(e->cert->not_before));
         json_object_set_new(o, "not_after", json_time(e->cert->not_after));
         json_object_set_new(o, "refresh_at", json_time(half_life(e->cert)));

@@ -184,9 +184,18 @@ static void on_drain(struct gm_daemon *d, void *ctx)
     uv_timer_start(&drain_poll, on_drain_poll, 50, 50);
 }
 
+static void on_ca_reload(void *arg)
+{
+    struct wp *wp = arg;
+
+    for (unsigned i = 0; wp->workers_started && i < wp->workers.n; i++)
+        gm_workers_post(&wp->workers.v[i], wp_worker_retire_tunnels, NULL);
+}
+
 static void on_reload(struct gm_daemon *d, void *ctx)
 {
     gm_control_reload(&((struct wp *)ctx)->control);
+    (void)gm_identity_rt_check_ca(((struct wp *)ctx)->idrt);
 }
 
 static void on_stop(struct gm_daemon *d, void *ctx)
@@ -255,6 +264,8 @@ static int start(struct wp *wp)
         .ca_key = wp->set.common.ca_key,
         .trust_domain = wp->set.common.trust_domain,
         .lifetime_s = (int64_t)(wp->set.cert_lifetime_ms / 1000),
+        .on_ca_reload = on_ca_reload,
+        .on_ca_reload_arg = wp,
     };
     unsigned n = gm_daemon_workers(wp->daemon);
     int rc;

@@ -163,6 +163,19 @@ void wp_worker_drain(struct gm_worker *gw, void *unused)
     gm_hbone_pool_drain(&w->pool);
 }
 
+void wp_worker_retire_tunnels(struct gm_worker *gw, void *unused)
+{
+    struct wp_worker *w = ww(gw);
+
+    if (w == NULL)
+        return;
+    /* The CA was reloaded: tunnels (and idle HTTP connections over them) authenticated under
+     * the old bundle take no new requests; busy ones finish. */
+    wp_inbound_drain(w);
+    wp_uconn_close_idle(w);
+    gm_hbone_pool_drain(&w->pool);
+}
+
 void wp_worker_stop(struct gm_worker *gw, void *ctx)
 {
     struct wp_worker *w = ww(gw);

@@ -45,6 +45,9 @@ void wp_worker_init(struct gm_worker *gw, void *wp);
 void wp_worker_stop(struct gm_worker *gw, void *wp);
 /* Stop accepting, GOAWAY every tunnel, finish in-flight requests. */
 void wp_worker_drain(struct gm_worker *gw, void *unused);
+/* GOAWAY on every tunnel, in and out, and idle upstream connections closed, without closing the
+ * listener (after a CA reload). */
+void wp_worker_retire_tunnels(struct gm_worker *gw, void *unused);
 /* A new identity (heap string, freed here) for later connections. */
 void wp_worker_set_identity(struct gm_worker *gw, void *identity);
 /* Open downstream connections and mirrors (approximate; any thread). */

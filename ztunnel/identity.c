@@ -1,16 +1,25 @@
-/* The node's identity: the shared identity runtime (common/identity_rt.c: local signer,
- * certificate cache refreshed at half-life on the control loop, TLS contexts) configured from
- * the ztunnel's settings. Workers take certificates through the runtime's mutex; the handshake
- * then uses its own reference. */
+/* The node's identity: the shared identity runtime (common/identity_rt.c: local signer reloaded
+ * when its files change, certificate cache refreshed at half-life on the control loop, TLS
+ * contexts) configured from the ztunnel's settings. Workers build SSLs through the runtime's
+ * mutex; the handshake then uses its own references. */
 #include <errno.h>
 
 #include "gammamesh/identity_rt.h"
 #include "identity.h"
 #include "proxy.h"
+#include "ztunnel.h"
 
 struct zt_identity {
     struct gm_identity_rt *rt;
 };
+
+static void on_ca_reload(void *arg)
+{
+    struct zt *zt = arg;
+
+    for (unsigned i = 0; zt->workers_started && i < zt->workers.n; i++)
+        gm_workers_post(&zt->workers.v[i], zt_proxy_retire_tunnels, NULL);
+}
 
 int zt_identity_start(struct zt *zt)
 {
@@ -20,6 +29,8 @@ int zt_identity_start(struct zt *zt)
         .ca_key = cs->ca_key,
         .trust_domain = cs->trust_domain,
         .lifetime_s = (int64_t)(zt->set.cert_lifetime_ms / 1000),
+        .on_ca_reload = on_ca_reload,
+        .on_ca_reload_arg = zt,
     };
     struct zt_identity *id = gm_xcalloc(1, sizeof(*id));
     int rc = gm_identity_rt_start(gm_daemon_loop(zt->daemon), &o, &id->rt);
@@ -32,14 +43,20 @@ int zt_identity_start(struct zt *zt)
     return 0;
 }
 
-int zt_identity_cert(struct zt *zt, const char *spiffe_id, struct gm_cert **out)
+SSL *zt_identity_client_ssl(struct zt *zt, const char *src_identity, const char *dst_identity)
 {
-    return gm_identity_rt_cert(zt->identity->rt, spiffe_id, out);
+    return gm_identity_rt_client_ssl(zt->identity->rt, src_identity, dst_identity);
 }
 
-SSL_CTX *zt_identity_ctx(struct zt *zt, bool server)
+SSL *zt_identity_server_ssl(struct zt *zt, const char *identity, const char *td)
 {
-    return gm_identity_rt_ctx(zt->identity->rt, server);
+    return gm_identity_rt_server_ssl(zt->identity->rt, identity, td);
+}
+
+void zt_identity_reload(struct zt *zt)
+{
+    if (zt->identity)
+        (void)gm_identity_rt_check_ca(zt->identity->rt);
 }
 
 json_t *zt_identity_dump(struct zt *zt)

@@ -11,6 +11,8 @@ struct zt;
  * start the refresh timer on the control loop. 0 or -errno (logged). */
 int zt_identity_start(struct zt *zt);
 void zt_identity_stop(struct zt *zt);
+/* Reload the CA files now if they changed (SIGHUP; they are also checked every few seconds). */
+void zt_identity_reload(struct zt *zt);
 json_t *zt_identity_dump(struct zt *zt);
 
 #endif

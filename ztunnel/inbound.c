@@ -264,18 +264,9 @@ static const struct gm_hbone_conn_cbs tunnel_cbs = {
 
 static SSL *server_ssl(struct zt_worker *w, const struct gm_workload *dst)
 {
-    struct gm_cert *cert = NULL;
-
-    if (dst == NULL || zt_identity_cert(w->zt, dst->identity, &cert) < 0)
+    if (dst == NULL)
         return NULL;
-    SSL *ssl = SSL_new(zt_identity_ctx(w->zt, true));
-    if (ssl == NULL || gm_tls_set_identity(ssl, cert) < 0 ||
-        gm_tls_set_peer_policy(ssl, NULL, 0, zt_proxy_settings(w)->common.trust_domain) < 0) {
-        SSL_free(ssl);
-        ssl = NULL;
-    }
-    gm_cert_unref(cert);
-    return ssl;
+    return zt_identity_server_ssl(w->zt, dst->identity, zt_proxy_settings(w)->common.trust_domain);
 }
 
 static void reject_accept(uv_stream_t *listener)

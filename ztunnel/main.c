@@ -163,6 +163,7 @@ static void on_drain(struct gm_daemon *d, void *ctx)
 static void on_reload(struct gm_daemon *d, void *ctx)
 {
     gm_control_reload(&((struct zt *)ctx)->control);
+    zt_identity_reload(ctx);
 }
 
 static void on_stop(struct gm_daemon *d, void *ctx)

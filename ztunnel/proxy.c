@@ -243,19 +243,8 @@ void zt_proxy_recheck(struct gm_worker *gw, void *unused)
 static SSL *pool_make_ssl(void *ctx, const char *src_identity, const char *dst_identity)
 {
     struct zt_worker *w = ctx;
-    struct gm_cert *cert = NULL;
-    const char *expected[] = {dst_identity};
 
-    if (zt_identity_cert(w->zt, src_identity, &cert) < 0)
-        return NULL;
-    SSL *ssl = SSL_new(zt_identity_ctx(w->zt, false));
-    if (ssl == NULL || gm_tls_set_identity(ssl, cert) < 0 ||
-        gm_tls_set_peer_policy(ssl, expected, 1, NULL) < 0) {
-        SSL_free(ssl);
-        ssl = NULL;
-    }
-    gm_cert_unref(cert);
-    return ssl;
+    return zt_identity_client_ssl(w->zt, src_identity, dst_identity);
 }
 
 /* The scope is the source pod's uid: its tunnels are made inside its netns. */
@@ -300,6 +289,17 @@ void zt_proxy_drain(struct gm_worker *gw, void *unused)
      * rolling upgrade) as the only ones, so new connections go there. */
     for (struct zt_wpod *p = w->pods; p; p = p->next)
         close_pod(p);
+    for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
+        gm_hbone_conn_goaway(t->conn);
+    gm_hbone_pool_drain(&w->pool);
+}
+
+void zt_proxy_retire_tunnels(struct gm_worker *gw, void *unused)
+{
+    struct zt_worker *w = zw(gw);
+
+    /* The CA was reloaded: tunnels authenticated under the old bundle take no new streams; the
+     * next connection makes (or, for inbound, makes the peer make) a fresh handshake. */
     for (struct zt_inbound_tunnel *t = w->tunnels; t; t = t->next)
         gm_hbone_conn_goaway(t->conn);
     gm_hbone_pool_drain(&w->pool);

@@ -84,9 +84,10 @@ void zt_telemetry_conn_closed(struct zt_worker *w, struct zt_conn *c);
 void zt_telemetry_tunnel_refused(struct zt_worker *w, const struct gm_workload *dst,
                                  const struct gm_ip *peer, const char *reason);
 
-/* Identity (ztunnel/identity.c): a reference to the certificate of spiffe_id (NULL + -errno on
- * failure), and the shared SSL contexts. Thread-safe. */
-int zt_identity_cert(struct zt *zt, const char *spiffe_id, struct gm_cert **out);
-SSL_CTX *zt_identity_ctx(struct zt *zt, bool server);
+/* Identity (ztunnel/identity.c): SSLs presenting a workload's certificate, a client requiring
+ * the peer to prove dst_identity, a server requiring a peer of trust domain td. NULL on failure
+ * (logged). Thread-safe. */
+SSL *zt_identity_client_ssl(struct zt *zt, const char *src_identity, const char *dst_identity);
+SSL *zt_identity_server_ssl(struct zt *zt, const char *identity, const char *td);
 
 #endif

@@ -110,6 +110,8 @@ void zt_proxy_release(struct gm_worker *w, void *uid);
 void zt_proxy_source_ready(struct gm_worker *w, void *uid);
 /* Drain: stop accepting everywhere on worker w and GOAWAY tunnels. */
 void zt_proxy_drain(struct gm_worker *w, void *unused);
+/* GOAWAY on every tunnel, in and out, without closing listeners (after a CA reload). */
+void zt_proxy_retire_tunnels(struct gm_worker *w, void *unused);
 /* Re-check inbound connections against the worker's (new) snapshot. */
 void zt_proxy_recheck(struct gm_worker *w, void *unused);
 /* Open connections on this worker (approximate, read from the control loop for drain). */

@@ -113,6 +113,11 @@ struct gm_signer;
 int gm_signer_new_from_files(const char *ca_cert_path, const char *ca_key_path,
                              const char *trust_domain, struct gm_signer **out, char *err,
                              size_t err_len);
+/* SHA-256 over the contents of both CA files, to notice that they changed (a rotated Secret).
+ * 0, or a negative errno and a reason in err, as gm_signer_new_from_files(). */
+#define GM_CA_DIGEST_LEN 32
+int gm_ca_files_digest(const char *ca_cert_path, const char *ca_key_path,
+                       uint8_t out[GM_CA_DIGEST_LEN], char *err, size_t err_len);
 /* The same from PEM bytes in memory. */
 int gm_signer_new_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem,
                            size_t key_len, const char *trust_domain, struct gm_signer **out,
@@ -141,6 +146,9 @@ int gm_signer_issue(struct gm_signer *s, const char *spiffe_id, int64_t lifetime
 /* Take "now" from clock(arg) instead of the wall clock (tests; NULL restores the wall clock).
  * Call before the signer is shared. */
 void gm_signer_set_clock(struct gm_signer *s, gm_clock_fn clock, void *arg);
+/* {"signing_ca": {"subject", "sha256", "not_after"}, "roots": [{"subject", "sha256"}…],
+ * "intermediates": N} for /config_dump (a new reference; no key material). */
+json_t *gm_signer_describe(const struct gm_signer *s);
 /* The signer as a provider (owned by the signer; ops->free frees the signer). */
 struct gm_identity_provider *gm_signer_provider(struct gm_signer *s);
 

@@ -2,7 +2,7 @@
  * identity_rt.h: the identity runtime both daemons run (DESIGN §7): a local signer (CA files, or
  * an in-memory CA for development), the per-identity certificate cache refreshed at half life by
  * a timer on the control loop, and the shared TLS contexts (client and server) trusting the
- * signer's roots.
+ * signer's roots; the CA files are reloaded when they change (gm_identity_rt_check_ca()).
  *
  *     struct gm_identity_rt *rt;
  *     gm_identity_rt_start(gm_daemon_loop(d), &(struct gm_identity_rt_opts){…}, &rt);
@@ -35,7 +35,14 @@ struct gm_identity_rt_opts {
     const char *ca_key;       /* CA key file (PEM) */
     const char *trust_domain; /* the only trust domain certificates are issued for */
     int64_t lifetime_s;       /* of minted leaves; 0 = GM_CERT_LIFETIME_DEFAULT */
+    uint64_t ca_check_ms;     /* how often the CA files are compared; 0 = the default */
+    /* Optional, on the control loop after a CA reload: the daemon retires its tunnels (GOAWAY;
+     * open streams finish) so new connections are authenticated under the new bundle. */
+    void (*on_ca_reload)(void *arg);
+    void *on_ca_reload_arg;
 };
+
+#define GM_CA_CHECK_MS_DEFAULT 5000
 
 /*
  * Loads the CA (or makes an in-memory one, with a warning, when ca_cert or ca_key is NULL),
@@ -57,8 +64,17 @@ void gm_identity_rt_free(struct gm_identity_rt *rt);
  * gm_cert_cache_get() error (logged as a warning). Thread-safe. */
 int gm_identity_rt_cert(struct gm_identity_rt *rt, const char *spiffe_id, struct gm_cert **out);
 
-/* The shared context of a role (owned by the runtime). Thread-safe. */
-SSL_CTX *gm_identity_rt_ctx(struct gm_identity_rt *rt, bool server);
+/*
+ * CA rotation without a restart: compares the CA files with what was loaded (a SHA-256 of their
+ * contents) and, when they changed and load (the key matches, the signing CA chains to a root
+ * of its bundle), swaps in the new signer, an empty certificate cache and TLS contexts trusting
+ * the new bundle's roots. Open connections keep their certificates and contexts; new ones get
+ * leaves of the new CA, minted on first use. Contents that do not load are logged once and the
+ * loaded CA stays in use. Runs every ca_check_ms on the control loop, and on SIGHUP through the
+ * daemons. 1 when reloaded, 0 when unchanged (or an in-memory CA), else a negative errno.
+ * Control loop only.
+ */
+int gm_identity_rt_check_ca(struct gm_identity_rt *rt);
 
 /* A client SSL presenting src_identity and requiring the peer to prove dst_identity; NULL on
  * failure (no certificate, OpenSSL error). The caller owns the result. Thread-safe. */
@@ -69,8 +85,10 @@ SSL *gm_identity_rt_client_ssl(struct gm_identity_rt *rt, const char *src_identi
  * The caller owns the result. Thread-safe. */
 SSL *gm_identity_rt_server_ssl(struct gm_identity_rt *rt, const char *identity, const char *td);
 
-/* {"ca": "files" | "in-memory (development)", "certificates": [...]} for /config_dump (new
- * reference; never key material). json null for a NULL runtime. Thread-safe. */
+/* {"ca": "files" | "in-memory (development)", "bundle": gm_signer_describe(), "certificates":
+ * [...], and for files "reloads", "loaded_at", "reload_error" (the last failed reload, until one
+ * succeeds)} for /config_dump (new reference; never key material). json null for a NULL
+ * runtime. Control loop (the cache is read under the lock). */
 json_t *gm_identity_rt_dump(struct gm_identity_rt *rt);
 
 #endif

@@ -11,6 +11,7 @@
 #include <openssl/x509v3.h>
 
 #include "gammamesh/identity.h"
+#include "gammamesh/identity_rt.h"
 #include "gammamesh/util.h"
 #include "test.h"
 
@@ -728,6 +729,135 @@ static void test_cache_with_signer(void)
     gm_signer_free(s);
 }
 
+/* ---- the runtime: CA rotation without a restart ---- */
+
+static char *cat(const char *a, const char *b)
+{
+    return gm_xasprintf("%s%s", a, b);
+}
+
+/* The issuer's subject of the certificate the runtime hands out for ID_A now. */
+static bool rt_leaf_verifies(struct gm_identity_rt *rt, const char *roots)
+{
+    struct gm_cert *c = NULL;
+    bool ok = gm_identity_rt_cert(rt, ID_A, &c) == 0 && verifies(c->leaf, c->chain, roots);
+    gm_cert_unref(c);
+    return ok;
+}
+
+static json_t *rt_dump_get(struct gm_identity_rt *rt, const char *key)
+{
+    json_t *d = gm_identity_rt_dump(rt);
+    json_t *v = json_deep_copy(json_object_get(d, key));
+    json_decref(d);
+    return v;
+}
+
+static void test_rt_ca_reload(void)
+{
+    char dir[] = "/tmp/gm-test-identity-XXXXXX", cpath[64], kpath[64];
+    struct gm_signer *a = NULL, *b = NULL;
+    char *ac, *ak, *bc, *bk;
+    size_t l1, l2;
+    uv_loop_t loop;
+    struct gm_identity_rt *rt = NULL;
+
+    GM_ASSERT(mkdtemp(dir) != NULL);
+    snprintf(cpath, sizeof(cpath), "%s/ca.crt", dir);
+    snprintf(kpath, sizeof(kpath), "%s/ca.key", dir);
+    GM_ASSERT(gm_signer_new_self_signed(TD, &a) == 0 && gm_signer_new_self_signed(TD, &b) == 0);
+    GM_ASSERT(gm_signer_ca_to_pem(a, &ac, &l1, &ak, &l2) == 0);
+    GM_ASSERT(gm_signer_ca_to_pem(b, &bc, &l1, &bk, &l2) == 0);
+    char *ra = gm_identity_roots_pem(gm_signer_provider(a), NULL);
+    char *rb = gm_identity_roots_pem(gm_signer_provider(b), NULL);
+    write_file(cpath, ac);
+    write_file(kpath, ak);
+    uv_loop_init(&loop);
+    CHECK_EQ_INT(gm_identity_rt_start(&loop,
+                                      &(struct gm_identity_rt_opts){.ca_cert = cpath,
+                                                                    .ca_key = kpath,
+                                                                    .trust_domain = TD,
+                                                                    .ca_check_ms = 3600000},
+                                      &rt),
+                 0);
+    GM_ASSERT(rt != NULL);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), 0); /* unchanged */
+    CHECK(rt_leaf_verifies(rt, ra) && !rt_leaf_verifies(rt, rb));
+    struct gm_cert *old = NULL;
+    CHECK_EQ_INT(gm_identity_rt_cert(rt, ID_A, &old), 0);
+    SSL *old_ssl = gm_identity_rt_client_ssl(rt, ID_A, ID_B);
+    CHECK(old_ssl != NULL);
+
+    /* 1: the new root is trusted too; A still signs */
+    char *both = cat(ac, bc);
+    write_file(cpath, both);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), 1);
+    CHECK(rt_leaf_verifies(rt, ra));
+    json_t *bundle = rt_dump_get(rt, "bundle");
+    CHECK_EQ_INT((int)json_array_size(json_object_get(bundle, "roots")), 2);
+    json_decref(bundle);
+    /* 2: B signs (both roots still trusted): new leaves chain to B */
+    char *both_b = cat(bc, ac);
+    write_file(cpath, both_b);
+    write_file(kpath, bk);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), 1);
+    CHECK(rt_leaf_verifies(rt, rb) && !rt_leaf_verifies(rt, ra));
+    json_t *reloads = rt_dump_get(rt, "reloads");
+    CHECK_EQ_INT((int)json_integer_value(reloads), 2);
+    json_decref(reloads);
+    /* what was handed out before lives on: open connections are untouched */
+    CHECK(old != NULL && verifies(old->leaf, old->chain, ra));
+    CHECK(SSL_get_SSL_CTX(old_ssl) != NULL && SSL_get_certificate(old_ssl) != NULL);
+
+    /* a key that does not match: refused, reported, B stays */
+    write_file(kpath, ak);
+    CHECK(gm_identity_rt_check_ca(rt) < 0);
+    CHECK(rt_leaf_verifies(rt, rb));
+    json_t *e = rt_dump_get(rt, "reload_error");
+    CHECK(json_is_string(e) && strstr(json_string_value(e), "does not match") != NULL);
+    json_decref(e);
+    CHECK(gm_identity_rt_check_ca(rt) < 0); /* the same contents: refused again, quietly */
+    /* gone, then garbage */
+    unlink(kpath);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), -ENOENT);
+    write_file(kpath, "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n");
+    CHECK(gm_identity_rt_check_ca(rt) < 0);
+    CHECK(rt_leaf_verifies(rt, rb));
+    /* back to what is loaded: nothing to reload, the error is gone */
+    write_file(kpath, bk);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), 0);
+    e = rt_dump_get(rt, "reload_error");
+    CHECK(e == NULL);
+    /* 3: the old root goes */
+    write_file(cpath, bc);
+    CHECK_EQ_INT(gm_identity_rt_check_ca(rt), 1);
+    bundle = rt_dump_get(rt, "bundle");
+    CHECK_EQ_INT((int)json_array_size(json_object_get(bundle, "roots")), 1);
+    json_decref(bundle);
+
+    gm_identity_rt_stop(rt);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    gm_identity_rt_free(rt);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    SSL_free(old_ssl);
+    gm_cert_unref(old);
+    unlink(cpath);
+    unlink(kpath);
+    rmdir(dir);
+    free(both);
+    free(both_b);
+    free(ra);
+    free(rb);
+    free(ac);
+    free(bc);
+    OPENSSL_cleanse(ak, strlen(ak));
+    OPENSSL_cleanse(bk, strlen(bk));
+    free(ak);
+    free(bk);
+    gm_signer_free(a);
+    gm_signer_free(b);
+}
+
 int main(void)
 {
     test_self_signed_issue();
@@ -739,5 +869,6 @@ int main(void)
     test_cache_short_lifetime();
     test_cache_async_and_limits();
     test_cache_with_signer();
+    test_rt_ca_reload();
     return TEST_DONE();
 }
