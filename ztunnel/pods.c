@@ -37,10 +37,12 @@ static const char *const state_names[ZT_POD__MAX] = {"listening", "captured", "f
 struct zt_pod {
     struct zt_pods *owner;
     char *uid, *name, *namespace, *netns;
-    int nsfd;        /* discovered: the pod's netns, held open (netns is /proc/self's fd path) */
-    bool discovered; /* no gammamesh.io/netns annotation: found under proc-root */
-    long pid;        /* discovered: the process of the pod it was found through */
-    dev_t ns_dev;    /* the netns the listeners were opened in (0: none yet) */
+    int nsfd;          /* discovered: the pod's netns, held open (netns is /proc/self's fd path) */
+    bool discovered;   /* no gammamesh.io/netns annotation: found under proc-root */
+    long pid;          /* discovered: the process of the pod it was found through */
+    bool no_sandbox;   /* discovery failed: no process of the pod under proc-root yet */
+    uint64_t retry_at; /* loop time of the next capture attempt while failed */
+    dev_t ns_dev;      /* the netns the listeners were opened in (0: none yet) */
     ino_t ns_ino;
     enum zt_pod_state state;
     bool seen;          /* still wanted by the latest snapshot */
@@ -106,14 +108,37 @@ static void remove_entry(struct zt_pods *p, struct zt_pod *pod)
         uv_timer_start(&p->again, on_again, 0, 0);
 }
 
+/* A failed capture is retried each second; a pod whose sandbox has no process yet (it was just
+ * scheduled) is looked for every 100 ms for its first two seconds, so that a starting pod's
+ * traffic goes uncaptured for as short a time as possible. */
+#define ZT_RETRY_MS         1000
+#define ZT_RETRY_FAST_MS    100
+#define ZT_RETRY_FAST_TRIES 20
+
+static uint64_t retry_delay(const struct zt_pod *pod)
+{
+    return pod->no_sandbox && pod->attempts < ZT_RETRY_FAST_TRIES ? ZT_RETRY_FAST_MS : ZT_RETRY_MS;
+}
+
+static void schedule_retry(struct zt_pods *p, uint64_t delay)
+{
+    if (!uv_is_active((uv_handle_t *)&p->retry) || uv_timer_get_due_in(&p->retry) > delay)
+        uv_timer_start(&p->retry, on_retry, delay, 0);
+}
+
 static void set_failed(struct zt_pod *pod, const char *what, int err)
 {
     pod->state = ZT_POD_FAILED;
     snprintf(pod->error, sizeof(pod->error), "%s: %s", what, strerror(err < 0 ? -err : err));
-    GM_LOG_WARN_LIMITED("capture", "pod capture failed", "pod=%s/%s error=%s attempt=%d",
-                        pod->namespace, pod->name, pod->error, pod->attempts);
-    if (!uv_is_active((uv_handle_t *)&pod->owner->retry))
-        uv_timer_start(&pod->owner->retry, on_retry, 1000, 0);
+    if (!pod->no_sandbox)
+        GM_LOG_WARN_LIMITED("capture", "pod capture failed", "pod=%s/%s error=%s attempt=%d",
+                            pod->namespace, pod->name, pod->error, pod->attempts);
+    else if (pod->attempts == ZT_RETRY_FAST_TRIES)
+        GM_LOG_WARN_LIMITED("capture", "pod capture waits: no process of the pod yet",
+                            "pod=%s/%s error=%s attempt=%d", pod->namespace, pod->name, pod->error,
+                            pod->attempts);
+    pod->retry_at = uv_now(gm_daemon_loop(pod->owner->zt->daemon)) + retry_delay(pod);
+    schedule_retry(pod->owner, retry_delay(pod));
 }
 
 static void release_workers(struct zt_pods *p, struct zt_pod *pod)
@@ -333,6 +358,7 @@ static void start_pod(struct zt_pods *p, struct zt_pod *pod)
     pod->error[0] = '\0';
     if (pod->netns == NULL) {
         int rc = discover(p, pod);
+        pod->no_sandbox = rc == -ENOENT;
         if (rc < 0) {
             set_failed(pod, "finding the pod's network namespace under proc-root", rc);
             return;
@@ -465,16 +491,27 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
 static void on_retry(uv_timer_t *t)
 {
     struct zt_pods *p = container_of(t, struct zt_pods, retry);
-    bool again = false;
+    uint64_t delay = 0;
 
+    /* a pod due later (on the 1 s cadence) waits while others are retried fast */
+    uint64_t now = uv_now(t->loop);
     for (size_t i = 0; i < p->n; i++) {
-        if (p->v[i]->state == ZT_POD_FAILED && !p->v[i]->busy) {
-            start_pod(p, p->v[i]);
-            again |= p->v[i]->state == ZT_POD_FAILED;
+        struct zt_pod *pod = p->v[i];
+        if (pod->state != ZT_POD_FAILED || pod->busy)
+            continue;
+        if (now < pod->retry_at) {
+            uint64_t d = pod->retry_at - now;
+            delay = delay == 0 || d < delay ? d : delay;
+            continue;
+        }
+        start_pod(p, pod); /* set_failed() sets retry_at again if it fails */
+        if (pod->state == ZT_POD_FAILED) {
+            uint64_t d = pod->retry_at > now ? pod->retry_at - now : ZT_RETRY_FAST_MS;
+            delay = delay == 0 || d < delay ? d : delay;
         }
     }
-    if (again)
-        uv_timer_start(&p->retry, on_retry, 1000, 0);
+    if (delay)
+        uv_timer_start(&p->retry, on_retry, delay, 0);
 }
 
 bool zt_pods_ready(const struct zt_pods *p, char *reason, size_t len)
