@@ -942,6 +942,19 @@ int gm_hbone_conn_connect(struct gm_hbone_conn *c, const struct sockaddr *addr)
 
 /* ---- drain and close ----------------------------------------------------------------------- */
 
+void gm_hbone_conn_ping(struct gm_hbone_conn *c)
+{
+    if (c->state != GM_HBONE_CONN_OPEN && c->state != GM_HBONE_CONN_DRAINING)
+        return;
+    if (!hbone_conn_usable(c))
+        return;
+    hbone_conn_enter(c);
+    c->last_ping = uv_now(c->loop);
+    if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0)
+        hbone_conn_schedule(c);
+    hbone_conn_leave(c);
+}
+
 void gm_hbone_conn_goaway(struct gm_hbone_conn *c)
 {
     if (c->state == GM_HBONE_CONN_NEW) {

@@ -46,13 +46,31 @@ static void unlink_conn(struct gm_hbone_pool_conn *pc)
     p->n--;
 }
 
+/* Did a connection that had worked die under us (rather than end, fail to start, or drain)? */
+static bool lost(const struct gm_hbone_conn *c, enum gm_hbone_reason reason)
+{
+    struct gm_hbone_conn_stats st;
+
+    gm_hbone_conn_stats(c, &st);
+    return st.streams_total > 0 &&
+           (reason == GM_HBONE_REASON_IO || reason == GM_HBONE_REASON_PEER_CLOSED ||
+            reason == GM_HBONE_REASON_PING_TIMEOUT);
+}
+
 static void on_pool_conn_close(struct gm_hbone_conn *c, enum gm_hbone_reason reason, void *ctx)
 {
     struct gm_hbone_pool_conn *pc = ctx;
+    struct gm_hbone_pool *p = pc->pool;
 
     GM_LOG_DEBUG("pool", "tunnel closed", "peer=%s reason=%s", pc->dst_identity,
                  gm_hbone_reason_name(reason));
     unlink_conn(pc);
+    if (lost(c, reason)) {
+        /* Its siblings to the same address (other sources, other loops) likely died too. */
+        gm_hbone_pool_probe(p, &pc->ip, pc->port);
+        if (p->ops->on_conn_lost)
+            p->ops->on_conn_lost(p->ctx, &pc->ip, pc->port);
+    }
     free(pc->scope);
     free(pc->src_identity);
     free(pc->dst_identity);
@@ -162,6 +180,13 @@ int gm_hbone_pool_open_stream(struct gm_hbone_pool *p, const char *scope, const 
     if (rc < 0)
         return rc;
     return gm_hbone_stream_open(pc->conn, authority, hdrs, n_hdrs, cbs, ctx, out);
+}
+
+void gm_hbone_pool_probe(struct gm_hbone_pool *p, const struct gm_ip *ip, int port)
+{
+    for (struct gm_hbone_pool_conn *pc = p->head; pc; pc = pc->next)
+        if (pc->port == port && gm_ip_equal(&pc->ip, ip))
+            gm_hbone_conn_ping(pc->conn);
 }
 
 void gm_hbone_pool_drain(struct gm_hbone_pool *p)

@@ -256,9 +256,42 @@ static int pool_make_socket(void *ctx, const char *scope, int family)
     return pod ? zt_proxy_pod_socket(w, pod, family) : -ENOENT;
 }
 
+struct probe_msg {
+    struct gm_ip ip;
+    int port;
+};
+
+static void probe_pool(struct gm_worker *gw, void *arg)
+{
+    struct probe_msg *m = arg;
+    struct zt_worker *w = zw(gw);
+
+    if (w != NULL)
+        gm_hbone_pool_probe(&w->pool, &m->ip, m->port);
+    free(m);
+}
+
+/* A tunnel to ip:port died under this worker: the other workers' tunnels to the same peer
+ * (each pools its own) are probed too, before they fail a connection each. */
+static void pool_conn_lost(void *ctx, const struct gm_ip *ip, int port)
+{
+    struct zt_worker *w = ctx;
+    struct gm_workers *all = &w->zt->workers;
+
+    for (unsigned i = 0; i < all->n; i++) {
+        if (&all->v[i] == w->gw)
+            continue;
+        struct probe_msg *m = gm_xmalloc(sizeof(*m));
+        m->ip = *ip;
+        m->port = port;
+        gm_workers_post(&all->v[i], probe_pool, m);
+    }
+}
+
 static const struct gm_hbone_pool_ops pool_ops = {
     .make_ssl = pool_make_ssl,
     .make_socket = pool_make_socket,
+    .on_conn_lost = pool_conn_lost,
 };
 
 /* ---- lifecycle ---- */

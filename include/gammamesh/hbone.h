@@ -227,6 +227,10 @@ int gm_hbone_conn_connect(struct gm_hbone_conn *c, const struct sockaddr *addr);
  */
 bool gm_hbone_conn_available(struct gm_hbone_conn *c);
 
+/* Sends a PING now (an open or draining connection; otherwise nothing): a connection whose
+ * peer is gone is found at once (the peer's kernel answers with a reset) instead of at the
+ * next keepalive. */
+void gm_hbone_conn_ping(struct gm_hbone_conn *c);
 /* Drain: sends GOAWAY (last stream id processed), refuses new streams, lets open ones finish;
  * the connection closes (GM_HBONE_REASON_GOAWAY) after the last one. Idempotent. */
 void gm_hbone_conn_goaway(struct gm_hbone_conn *c);

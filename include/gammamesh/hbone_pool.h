@@ -16,6 +16,10 @@ struct gm_hbone_pool_ops {
     SSL *(*make_ssl)(void *ctx, const char *src_identity, const char *dst_identity);
     /* A non-blocking TCP socket for scope (SO_MARK, netns, ...); fd or -errno. */
     int (*make_socket)(void *ctx, const char *scope, int family);
+    /* Optional: a pooled connection to ip:port died under it (reset, EOF, silence) after it
+     * had worked. The pool has probed its own other connections to that address; the owner
+     * may have the pools of its other loops probe theirs (gm_hbone_pool_probe()). */
+    void (*on_conn_lost)(void *ctx, const struct gm_ip *ip, int port);
 };
 
 struct gm_hbone_pool_conn;
@@ -41,6 +45,10 @@ int gm_hbone_pool_open_stream(struct gm_hbone_pool *p, const char *scope, const 
                               const char *authority, const struct gm_hbone_header *hdrs,
                               size_t n_hdrs, const struct gm_hbone_stream_cbs *cbs, void *ctx,
                               struct gm_hbone_stream **out);
+/* PING every pooled connection to ip:port now: ones whose peer is gone (it restarted, its
+ * netns was replaced under the same address) are reset and leave the pool before another
+ * stream is put on them. Healthy ones just answer. */
+void gm_hbone_pool_probe(struct gm_hbone_pool *p, const struct gm_ip *ip, int port);
 /* GOAWAY every pooled connection (drain); open streams finish. */
 void gm_hbone_pool_drain(struct gm_hbone_pool *p);
 /* Close every pooled connection now (stop). */

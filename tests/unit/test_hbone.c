@@ -1366,6 +1366,22 @@ static void test_keepalive(void)
     close_client(c, &cs);
     gm_hbone_settings_init(&srv_settings, true);
 
+    /* gm_hbone_conn_ping(): a PING goes out now, not at the next keepalive */
+    gm_hbone_settings_init(&st, false); /* 10 s interval */
+    memset(&silent, 0, sizeof(silent));
+    silent.port = listen_on(&silent.listener, on_silent_connection);
+    c = client_connect(&st, silent.port, SERVER_ID, &cs);
+    RUN_UNTIL(cs.handshakes > 0, 3000);
+    RUN_UNTIL(false, 100);
+    CHECK_EQ_INT(silent.pings, 0);
+    gm_hbone_conn_ping(c);
+    RUN_UNTIL(silent.pings > 0, 1000);
+    CHECK_EQ_INT(silent.pings, 1);
+    close_client(c, &cs);
+    silent_stop();
+
+    st.ping_interval_ms = 50;
+    st.ping_timeout_ms = 200;
     memset(&silent, 0, sizeof(silent));
     silent.port = listen_on(&silent.listener, on_silent_connection);
     c = client_connect(&st, silent.port, SERVER_ID, &cs);
