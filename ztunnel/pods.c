@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gammamesh/log.h"
+#include "gammamesh/metrics.h"
 #include "netns.h"
 #include "ztunnel.h"
 
@@ -32,6 +33,8 @@ static void stop_pod(struct zt_pods *p, struct zt_pod *pod);
  * is checked this often, and a capture whose netns was replaced moves to the new one. */
 #define ZT_NETNS_CHECK_MS 1000
 
+_Static_assert(ZT_POD__MAX == ZT_POD_STATES, "ztunnel.h sizes the per-state metrics");
+
 static const char *const state_names[ZT_POD__MAX] = {"listening", "captured", "failed", "removing"};
 
 struct zt_pod {
@@ -53,10 +56,49 @@ struct zt_pod {
     char error[160];
 };
 
+/* Pods by capture state, and captures moved, for /metrics (updated with each netns check). */
+static void register_metrics(struct zt_pods *p)
+{
+    static const char *const labels[] = {"state", NULL};
+    struct gm_metrics *reg = gm_daemon_metrics(p->zt->daemon);
+    struct gm_metric_family *fam = NULL;
+
+    if (gm_metrics_register(
+            reg,
+            &(struct gm_metric_desc){.name = "gammamesh_ztunnel_pods",
+                                     .help = "Enrolled pods of this node, by capture state.",
+                                     .type = GM_METRIC_GAUGE,
+                                     .labels = labels},
+            &fam) == 0)
+        for (int i = 0; i < ZT_POD__MAX; i++)
+            p->m_state[i] = gm_metrics_get(fam, (const char *[]){state_names[i]});
+    if (gm_metrics_register(reg,
+                            &(struct gm_metric_desc){
+                                .name = "gammamesh_ztunnel_capture_moves_total",
+                                .help = "Captures moved to a pod's re-created network namespace.",
+                                .type = GM_METRIC_COUNTER},
+                            &fam) == 0)
+        p->m_moves = gm_metrics_get(fam, NULL);
+}
+
+static void update_metrics(struct zt_pods *p)
+{
+    int64_t n[ZT_POD__MAX] = {0};
+
+    for (size_t i = 0; i < p->n; i++)
+        n[p->v[i]->state]++;
+    for (int i = 0; i < ZT_POD__MAX; i++)
+        if (p->m_state[i])
+            gm_metrics_set(p->m_state[i], n[i]);
+    if (p->m_moves)
+        gm_metrics_set(p->m_moves, (int64_t)p->moved);
+}
+
 void zt_pods_init(struct zt_pods *p, struct zt *zt)
 {
     memset(p, 0, sizeof(*p));
     p->zt = zt;
+    register_metrics(p);
     uv_timer_init(gm_daemon_loop(zt->daemon), &p->retry);
     uv_timer_init(gm_daemon_loop(zt->daemon), &p->check);
     uv_timer_init(gm_daemon_loop(zt->daemon), &p->again);
@@ -336,6 +378,7 @@ static void on_check(uv_timer_t *t)
     struct zt_pods *p = container_of(t, struct zt_pods, check);
     char why[600];
 
+    update_metrics(p);
     for (size_t i = p->n; i-- > 0;) {
         struct zt_pod *pod = p->v[i];
         if (pod->state != ZT_POD_CAPTURED || pod->busy || pod->ns_ino == 0 ||
@@ -563,6 +606,9 @@ void zt_pods_done(struct zt_pods *p)
     uv_close((uv_handle_t *)&p->retry, NULL);
     uv_close((uv_handle_t *)&p->check, NULL);
     uv_close((uv_handle_t *)&p->again, NULL);
+    for (int i = 0; i < ZT_POD__MAX; i++)
+        gm_metrics_unref(p->m_state[i]);
+    gm_metrics_unref(p->m_moves);
     gm_snapshot_unref(p->snap);
     p->snap = NULL;
     for (size_t i = 0; i < p->n; i++)

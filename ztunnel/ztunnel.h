@@ -45,6 +45,8 @@ enum zt_listener {
 extern const int zt_listener_ports[ZT_LISTEN__MAX];
 
 /* Capture manager (control loop): one entry per enrolled pod of this node. */
+#define ZT_POD_STATES 4 /* listening, captured, failed, removing (ztunnel/pods.c) */
+
 struct zt_pods {
     struct zt *zt;
     struct zt_pod **v;
@@ -55,7 +57,9 @@ struct zt_pods {
     struct gm_snapshot *snap; /* the last reconciled snapshot (a reference) */
     bool stopping;            /* shutting down: nothing is captured again */
     uint64_t moved;           /* captures moved to a re-created netns */
-    unsigned rule_flags;      /* zt_capture_rules flags: IPv6 present, refused */
+    struct gm_metric *m_state[ZT_POD_STATES]; /* gammamesh_ztunnel_pods{state} */
+    struct gm_metric *m_moves;                /* gammamesh_ztunnel_capture_moves_total */
+    unsigned rule_flags;                      /* zt_capture_rules flags: IPv6 present, refused */
     /* The last scan of proc-root for pods' processes: one scan serves every pod that starts
      * within ZT_SCAN_MAX_AGE_MS (a node's /proc has thousands of entries to read). */
     struct zt_pod_pid *scan;

@@ -504,14 +504,19 @@ def check_sandbox_recreation(lab, client, server):
     assert capture_of(lab, server) == {"table": True, "ipv6_table": True,
                                        "listeners": [15001, 15006, 15008], "listed": True}
     assert "pod network namespace replaced" in lab.log("ztunnel-" + node)
+    mine = len([p for p in dump()["pods"] if p["state"] == "captured"])
+    wait_for(lambda: metric_sum(lab.metrics(node), "gammamesh_ztunnel_capture_moves_total") >= 1
+             and metric_sum(lab.metrics(node), "gammamesh_ztunnel_pods", state="captured")
+             == mine, 10, what="the capture metrics of ztunnel-%s" % node)
     # inbound: the client's connection ends in the new netns through ztunnel. Tunnels the
     # client's ztunnel pooled to the old sandbox (one per worker) are dead: same IP, another
-    # netns. The first stream put on one of them may fail; its reset makes every worker probe
-    # its own tunnels to that address, so every later connection works.
+    # netns. The first stream put on one of them fails; its reset makes every worker probe
+    # its own tunnels to that address at once, so no other connection fails (without the
+    # probe, each worker's stale tunnel fails one).
     n = opened("destination")
     tries = [echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox-%d" % i,
-                       timeout=3)["ok"] for i in range(6)]
-    assert all(tries[1:]), tries
+                       timeout=3)["ok"] for i in range(8)]
+    assert tries.count(False) <= 1 and tries[-1], tries
     wait_for(lambda: opened("destination") > n, 10, what="inbound through ztunnel")
     # outbound: the pod's own connections are captured again (the client has a TCP echo too,
     # and no policy)
