@@ -107,6 +107,14 @@ def serve(sock):
         conn.close()
 
 
+def netns_id(netns):
+    try:
+        st = os.stat(os.path.join(topology.NETNS_DIR, netns))
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return None
+
+
 def open_listener(netns):
     s = topology.netns_socket(netns)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,13 +143,15 @@ def main():
         objs = read_objects(args.config_dir)
         SNAPSHOT.update(snapshot(objs))
         want = enrolled_pods(objs, args.node_name)
-        for netns in [n for n in listeners if n not in want]:
-            listeners.pop(netns).close()
+        # a namespace replaced under the same name (`lab recreate-sandbox`) is listened in again
+        gone = [n for n in listeners if n not in want or netns_id(n) != listeners[n][1]]
+        for netns in gone:
+            listeners.pop(netns)[0].close()
             log("closed 15008 in %s" % netns)
         for netns, pod in want.items():
             if netns not in listeners:
                 try:
-                    listeners[netns] = open_listener(netns)
+                    listeners[netns] = (open_listener(netns), netns_id(netns))
                     log("listening on 15008 in %s for %s" % (netns, pod))
                 except OSError as e:
                     log("cannot listen in %s for %s: %s" % (netns, pod, e))

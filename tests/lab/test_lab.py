@@ -499,6 +499,41 @@ def test_bad_manifest_names_file_and_line(lab):
     assert "spec.template.spec.containers" in res.stderr
 
 
+def test_recreate_sandbox_keeps_the_pod_and_replaces_its_netns(lab):
+    """`lab recreate-sandbox`: the pod object (uid, IP) and its config file stay as they are; its
+    netns is a new one under the same name, its programs new processes, its veth new and single;
+    it is reachable again when the command returns."""
+    a, b = _ready_echo_pods(lab)
+    path = lab.config_file("Pod", APP_NS, b["name"])
+    with open(path) as f:
+        before_text = f.read()
+    ns_path = os.path.join("/run/netns", b["netns"])
+    before_ino = os.stat(ns_path).st_ino
+    before_pids = [p["pid"] for p in b["processes"]]
+    node_ns = lab.prefix + b["node"]
+
+    def veths():
+        out = subprocess.run(["ip", "-n", node_ns, "-o", "link", "show", "type", "veth"],
+                             capture_output=True, text=True, check=True).stdout
+        return sorted(l.split(":")[1].strip().split("@")[0] for l in out.splitlines())
+    before_veths = veths()
+    lab("recreate-sandbox", "--timeout", "60", "%s/%s" % (APP_NS, b["name"]))
+    after = [p for p in lab.pods(APP_NS, "echo") if p["name"] == b["name"]][0]
+    assert after["ip"] == b["ip"] and after["ready"], after
+    with open(path) as f:
+        assert f.read() == before_text
+    assert os.stat(ns_path).st_ino != before_ino
+    pids = [p["pid"] for p in after["processes"]]
+    assert pids and not set(pids) & set(before_pids), (before_pids, pids)
+    assert all(not _alive(pid) for pid in before_pids)
+    assert veths() == before_veths
+    res = lab.exec("%s/%s" % (APP_NS, a["name"]), sys.executable, "-c", FETCH,
+                   "http://%s:8080/" % b["ip"], "1")
+    assert res.stdout.split() == [b["name"]]
+    bad = lab("recreate-sandbox", "%s/no-such-pod" % APP_NS, check=False)
+    assert bad.returncode == 1 and "no pod" in bad.stderr, bad
+
+
 def test_down_removes_everything(lab):
     status = lab.status()
     pids = [d["pid"] for d in status["daemons"]]
