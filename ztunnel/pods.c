@@ -56,7 +56,7 @@ struct zt_pod {
     char error[160];
 };
 
-/* Pods by capture state, and captures moved, for /metrics (updated with each netns check). */
+/* Pods by capture state (set with each netns check) and captures moved, for /metrics. */
 static void register_metrics(struct zt_pods *p)
 {
     static const char *const labels[] = {"state", NULL};
@@ -90,8 +90,6 @@ static void update_metrics(struct zt_pods *p)
     for (int i = 0; i < ZT_POD__MAX; i++)
         if (p->m_state[i])
             gm_metrics_set(p->m_state[i], n[i]);
-    if (p->m_moves)
-        gm_metrics_set(p->m_moves, (int64_t)p->moved);
 }
 
 void zt_pods_init(struct zt_pods *p, struct zt *zt)
@@ -389,6 +387,8 @@ static void on_check(uv_timer_t *t)
                     "capture moves to the new one",
                     "pod=%s/%s reason=%s", pod->namespace, pod->name, why);
         p->moved++;
+        if (p->m_moves)
+            gm_metrics_inc(p->m_moves);
         stop_pod(p, pod); /* then remove_entry: captured again by the next reconcile pass */
     }
 }
