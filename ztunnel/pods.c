@@ -149,11 +149,12 @@ static void remove_entry(struct zt_pods *p, struct zt_pod *pod)
 }
 
 /* A failed capture is retried each second; a pod whose sandbox has no process yet (it was just
- * scheduled) is looked for every 100 ms for its first two seconds, so that a starting pod's
- * traffic goes uncaptured for as short a time as possible. */
+ * scheduled) is looked for every 200 ms for its first two seconds, so that a starting pod's
+ * traffic goes uncaptured for as short a time as possible. Pods waiting together share one scan
+ * of proc-root per 100 ms at most (a few ms on a node with a thousand processes). */
 #define ZT_RETRY_MS         1000
-#define ZT_RETRY_FAST_MS    100
-#define ZT_RETRY_FAST_TRIES 20
+#define ZT_RETRY_FAST_MS    200
+#define ZT_RETRY_FAST_TRIES 10
 
 static uint64_t retry_delay(const struct zt_pod *pod)
 {
