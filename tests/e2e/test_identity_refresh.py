@@ -9,7 +9,7 @@ import json
 import os
 import ssl
 
-from conftest import DEMO, Lines, echo_once, make_ca, make_lab, wait_for
+from conftest import DEMO, REPO, Lines, echo_once, make_ca, make_lab, wait_for
 from test_policy import LONG_LIVED
 
 import pytest
@@ -56,6 +56,16 @@ def test_refresh_at_half_life_keeps_connections(lab):
         "a new connection after the refresh failed"
 
 
+DEMO_WAYPOINT = REPO / "packaging" / "examples" / "demo-waypoint.yaml"
+
+
+def through_waypoint(lab, n=4):
+    """n requests from the client to service-b's VIP, which the demo waypoint serves."""
+    res = lab.exec("demo/app=client", "echo-client", "http://service-b.demo/rotation", "--count",
+                   str(n), timeout=60)
+    return res.stdout.count("StatusCode=200") == n
+
+
 def fingerprint(pem):
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
@@ -81,7 +91,8 @@ def test_ca_rotation_under_running_daemons(lab, tmp_path):
     """A rotated CA Secret: (1) the new root is added to the bundle, (2) the new CA signs, (3)
     the old root goes. Every ztunnel follows each step within seconds, without a restart; new
     connections across nodes work at every step, with certificates of the new CA from step 2 on;
-    a connection opened before step 1 keeps echoing through all three."""
+    a connection opened before step 1 keeps echoing through all three. The demo's waypoint
+    follows too: requests through it work after every step."""
     client = lab.pod("demo", app="client")
     far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]][0]
     nodes = sorted({client["node"], far["node"]})
@@ -91,6 +102,9 @@ def test_ca_rotation_under_running_daemons(lab, tmp_path):
     old_fp, new_fp = fingerprint(old_crt), fingerprint(new_crt)
     assert all(ca_state(lab, n)["signing"] == old_fp for n in nodes)
     assert echo_once(lab, client["netns"], far["ip"], 9090, "before-rotation")["ok"]
+    lab.lab("apply", DEMO_WAYPOINT)
+    wait_for(lambda: through_waypoint(lab), 30, interval=1, what="requests through the waypoint")
+    waypoint = [p for p in lab.pods("demo") if p["name"].startswith("waypoint")][0]
     p = lab.spawn_piped(client["netns"], "/usr/bin/python3", "-c", LONG_LIVED, far["ip"],
                         "9090", "45")
     lines = Lines(p)
@@ -104,6 +118,12 @@ def test_ca_rotation_under_running_daemons(lab, tmp_path):
                      what="ztunnel-%s to load the CA of step %s" % (n, what))
         assert echo_once(lab, client["netns"], far["ip"], 9090, "step-%s" % what)["ok"], \
             "a new connection after step %s failed" % what
+        wait_for(lambda: lab.log("demo/" + waypoint["name"]).count("CA reloaded") >= reloads[0] + 1,
+                 30, interval=0.5, what="the waypoint to load the CA of step %s" % what)
+        reloads[0] += 1
+        assert through_waypoint(lab), "requests through the waypoint failed after step %s" % what
+
+    reloads = [0]
 
     try:
         first = lines.next_json(15)
