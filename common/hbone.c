@@ -942,6 +942,14 @@ int gm_hbone_conn_connect(struct gm_hbone_conn *c, const struct sockaddr *addr)
 
 /* ---- drain and close ----------------------------------------------------------------------- */
 
+uint64_t gm_hbone_conn_quiet_ms(const struct gm_hbone_conn *c)
+{
+    if (c->state != GM_HBONE_CONN_OPEN)
+        return 0;
+    uint64_t now = uv_now(c->loop);
+    return now > c->last_rx ? now - c->last_rx : 0;
+}
+
 void gm_hbone_conn_ping(struct gm_hbone_conn *c)
 {
     if (c->state != GM_HBONE_CONN_OPEN && c->state != GM_HBONE_CONN_DRAINING)

@@ -61,6 +61,7 @@ static void conn_free(struct zt_conn *c)
     free(c->dst_identity);
     free(c->dst_service);
     free(c->dst_uid);
+    free(c->src_uid);
     free(c);
 }
 
@@ -135,6 +136,37 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uv_timer_start(&c->timer, on_timer, idle ? idle - (now - c->last_activity_ms) : 0, 0);
+}
+
+void zt_conn_hold_until_response(struct zt_conn *c)
+{
+    c->held = true;
+    uv_timer_start(&c->timer, on_timer, zt_proxy_settings(c->w)->connect_timeout_ms, 0);
+}
+
+/* Reasons a stream can end before its 200 without the peer having acted on it for certain:
+ * its connection died (reset, EOF, silence) or went away (GOAWAY, refused). */
+static bool retryable(enum gm_hbone_reason reason)
+{
+    switch (reason) {
+    case GM_HBONE_REASON_IO:
+    case GM_HBONE_REASON_PEER_CLOSED:
+    case GM_HBONE_REASON_PING_TIMEOUT:
+    case GM_HBONE_REASON_GOAWAY:
+    case GM_HBONE_REASON_REFUSED:
+    case GM_HBONE_REASON_CONN_CLOSED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct zt_conn *c = t->data;
+
+    if (!c->closing)
+        zt_outbound_retry(c);
 }
 
 struct zt_conn *zt_conn_new(struct zt_worker *w, enum zt_direction dir)
@@ -565,6 +597,16 @@ static void on_stream_close(struct gm_hbone_stream *st, enum gm_hbone_reason rea
     if (!c->closing) {
         if (reason == GM_HBONE_REASON_OK && s->eof && s->shut) {
             maybe_done(c); /* the other side may still be flushing: wait for its shutdown */
+            return;
+        }
+        if (s == &c->up && c->held && !c->relaying && !s->connected &&
+            c->attempts < ZT_STREAM_ATTEMPTS && retryable(reason)) {
+            /* Nothing of the app's was sent: open it again, from the loop (not inside the
+             * dying connection's teardown). */
+            GM_LOG_DEBUG("conn", "tunnel lost before the response; opening the stream again",
+                         "dst=%s reason=%s attempt=%u", c->dst_addr ? c->dst_addr : "-",
+                         gm_hbone_reason_name(reason), (unsigned)c->attempts);
+            uv_timer_start(&c->timer, on_retry_timer, 0, 0);
             return;
         }
         if (reason == GM_HBONE_REASON_TLS_FAILED || reason == GM_HBONE_REASON_REJECTED)

@@ -57,6 +57,12 @@ struct zt_conn {
     uv_timer_t timer;                  /* connect deadline, then idle timer */
     bool timer_open;
     bool relaying; /* zt_conn_start_relay ran (again when an early relay gets its 200) */
+    /* Outbound HBONE on a tunnel that had been quiet: nothing is read from the app until the
+     * 200, so a stream lost before it can be opened again elsewhere with nothing lost. */
+    bool held;
+    uint8_t attempts; /* outbound HBONE streams opened for this connection */
+    char *src_uid;    /* outbound: the source pod, to plan a retry */
+    struct gm_ip dst_ip; /* outbound: the original destination (with dst_port) */
     int pending_closes;
     bool closing;
     const char *error; /* first close reason; NULL = clean */
@@ -101,6 +107,10 @@ void zt_conn_attach_stream(struct zt_conn *c, struct zt_side *side, struct gm_hb
 
 /* Let the stream finish on its own (after a non-2xx answer): it no longer reports to c. */
 void zt_conn_detach_stream(struct zt_conn *c, struct zt_side *side);
+
+/* Outbound HBONE: read nothing from the app until the stream's 200 (the connect deadline runs
+ * meanwhile); a stream lost before it is opened again (zt_outbound_retry()). */
+void zt_conn_hold_until_response(struct zt_conn *c);
 
 /* Both sides are connected: start relaying (and reading the down side). */
 void zt_conn_start_relay(struct zt_conn *c);

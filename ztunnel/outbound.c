@@ -63,20 +63,9 @@ void zt_sockaddr_of(const struct gm_ip *ip, int port, struct sockaddr_storage *s
     }
 }
 
-static void describe(struct zt_conn *c, const struct gm_workload *src, const struct zt_plan *p,
-                     const struct gm_ip *sip, int sport, const struct gm_ip *dip, int dport)
+/* What the plan chose, for the access log (again when a retry plans anew). */
+static void describe_dst(struct zt_conn *c, const struct zt_plan *p)
 {
-    char buf[64];
-
-    gm_ipport_format(sip, sport, buf, sizeof(buf));
-    zt_conn_set_str(&c->src_addr, buf);
-    gm_ipport_format(dip, dport, buf, sizeof(buf));
-    zt_conn_set_str(&c->dst_addr, buf);
-    if (src) {
-        zt_conn_set_str(&c->src_workload, src->name);
-        zt_conn_set_str(&c->src_namespace, src->namespace);
-        zt_conn_set_str(&c->src_identity, src->identity);
-    }
     if (p->svc)
         zt_conn_set_str(&c->dst_service, p->svc->hostname);
     if (p->dst) {
@@ -91,6 +80,23 @@ static void describe(struct zt_conn *c, const struct gm_workload *src, const str
         zt_conn_set_str(&c->dst_identity, p->expected_identity);
         zt_conn_set_str(&c->hbone_addr, p->authority);
     }
+}
+
+static void describe(struct zt_conn *c, const struct gm_workload *src, const struct zt_plan *p,
+                     const struct gm_ip *sip, int sport, const struct gm_ip *dip, int dport)
+{
+    char buf[64];
+
+    gm_ipport_format(sip, sport, buf, sizeof(buf));
+    zt_conn_set_str(&c->src_addr, buf);
+    gm_ipport_format(dip, dport, buf, sizeof(buf));
+    zt_conn_set_str(&c->dst_addr, buf);
+    if (src) {
+        zt_conn_set_str(&c->src_workload, src->name);
+        zt_conn_set_str(&c->src_namespace, src->namespace);
+        zt_conn_set_str(&c->src_identity, src->identity);
+    }
+    describe_dst(c, p);
 }
 
 /* W3C trace context: a fresh trace id and span id per tunnelled connection, sampled. */
@@ -132,9 +138,42 @@ static int start_hbone(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn 
         return rc;
     }
     zt_conn_attach_stream(c, &c->up, s);
+    c->attempts++;
+    if (gm_hbone_conn_quiet_ms(gm_hbone_stream_conn(s)) >= ZT_QUIET_TUNNEL_MS) {
+        /* The tunnel may be dead (its peer vanished without a word): nothing of the app's
+         * goes out before the 200, so a lost stream can be opened again elsewhere. */
+        zt_conn_hold_until_response(c);
+        return 0;
+    }
     /* Relay at once: what the application sends first travels right behind the CONNECT. */
     zt_conn_start_relay(c);
     return 0;
+}
+
+void zt_outbound_retry(struct zt_conn *c)
+{
+    struct zt_worker *w = c->w;
+    const struct gm_snapshot *s = zt_proxy_snapshot(w);
+    struct zt_wpod *pod = c->src_uid ? zt_proxy_find_pod(w, c->src_uid) : NULL;
+    const struct gm_workload *src = s && pod ? gm_snapshot_workload_by_uid(s, pod->uid) : NULL;
+    struct zt_plan p;
+
+    c->up.kind = ZT_SIDE_NONE;
+    if (src == NULL) {
+        zt_conn_close(c, "tunnel lost before the response");
+        return;
+    }
+    zt_outbound_plan(s, src, &c->dst_ip, c->dst_port, zt_proxy_random(w), &p);
+    if (p.kind != ZT_PLAN_HBONE) {
+        c->response_flags = "CONNECT";
+        zt_conn_close(c, "tunnel lost before the response");
+        return;
+    }
+    describe_dst(c, &p);
+    if (start_hbone(w, pod, c, src, &p) < 0) {
+        c->response_flags = "CONNECT";
+        zt_conn_close(c, "upstream setup failed");
+    }
 }
 
 static int start_plain(struct zt_worker *w, struct zt_wpod *pod, struct zt_conn *c,
@@ -175,6 +214,9 @@ void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *l
     }
     zt_outbound_plan(s, src, &dip, dport, zt_proxy_random(w), &p);
     describe(c, src, &p, &sip, sport, &dip, dport);
+    c->src_uid = gm_xstrdup(pod->uid);
+    c->dst_ip = dip;
+    c->dst_port = dport;
     zt_telemetry_conn_opened(w, c);
     if (dport >= 15001 && dport <= 15021 && p.kind == ZT_PLAN_PASSTHROUGH && p.dst == NULL &&
         gm_ip_equal(&dip, &src->ip)) {

@@ -71,6 +71,14 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
 
 /* Flows (ztunnel/outbound.c, ztunnel/inbound.c). */
 void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
+/* A held outbound connection whose stream was lost before its 200: plan again (the snapshot may
+ * have changed) and open a new stream; closes c when that is not possible. */
+void zt_outbound_retry(struct zt_conn *c);
+/* Streams an outbound connection may open: the first, and retries of held ones. */
+#define ZT_STREAM_ATTEMPTS 3
+/* A pooled tunnel that received nothing for this long may be dead: a new stream on it holds
+ * the app's bytes until the 200 (keepalive PINGs every 10 s keep live idle tunnels talking). */
+#define ZT_QUIET_TUNNEL_MS 1000
 void zt_inbound_plain_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
 void zt_inbound_hbone_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
 /* Re-check every inbound connection on this worker against the current policies. */

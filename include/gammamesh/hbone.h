@@ -227,6 +227,9 @@ int gm_hbone_conn_connect(struct gm_hbone_conn *c, const struct sockaddr *addr);
  */
 bool gm_hbone_conn_available(struct gm_hbone_conn *c);
 
+/* How long an open connection has received nothing (ms); 0 unless GM_HBONE_CONN_OPEN. A pooled
+ * connection quiet for a while may be dead without knowing it (its peer vanished). */
+uint64_t gm_hbone_conn_quiet_ms(const struct gm_hbone_conn *c);
 /* Sends a PING now (an open or draining connection; otherwise nothing): a connection whose
  * peer is gone is found at once (the peer's kernel answers with a reset) instead of at the
  * next keepalive. */
