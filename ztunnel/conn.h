@@ -60,8 +60,8 @@ struct zt_conn {
     /* Outbound HBONE on a tunnel that had been quiet: nothing is read from the app until the
      * 200, so a stream lost before it can be opened again elsewhere with nothing lost. */
     bool held;
-    uint8_t attempts; /* outbound HBONE streams opened for this connection */
-    char *src_uid;    /* outbound: the source pod, to plan a retry */
+    uint8_t attempts;    /* outbound HBONE streams opened for this connection */
+    char *src_uid;       /* outbound: the source pod, to plan a retry */
     struct gm_ip dst_ip; /* outbound: the original destination (with dst_port) */
     int pending_closes;
     bool closing;
