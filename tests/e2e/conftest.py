@@ -510,9 +510,13 @@ def check_sandbox_recreation(lab, client, server):
              == mine, 10, what="the capture metrics of ztunnel-%s" % node)
     # inbound: the client's connection ends in the new netns through ztunnel. Tunnels the
     # client's ztunnel pooled to the old sandbox (one per worker) are dead: same IP, another
-    # netns. They had been quiet, so a stream put on one holds the app's bytes until its 200;
-    # the reset that answers it opens the stream again on a new tunnel, and makes every worker
-    # probe its tunnels to that address. No connection fails.
+    # netns. Once they have been quiet for a second (nothing can arrive on them since the old
+    # veth went, before `recreate-sandbox` returned), a stream put on one holds the app's bytes
+    # until its 200; the reset that answers it opens the stream again on a new tunnel, and
+    # makes every worker probe its tunnels to that address. No connection fails. (A stale
+    # tunnel that carried traffic within the last second would fail its next stream: its
+    # first bytes went out with the CONNECT.)
+    time.sleep(1.2)
     n = opened("destination")
     tries = [echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox-%d" % i,
                        timeout=3)["ok"] for i in range(8)]
