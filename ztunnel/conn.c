@@ -144,8 +144,10 @@ void zt_conn_hold_until_response(struct zt_conn *c)
     uv_timer_start(&c->timer, on_timer, zt_proxy_settings(c->w)->connect_timeout_ms, 0);
 }
 
-/* Reasons a stream can end before its 200 without the peer having acted on it for certain:
- * its connection died (reset, EOF, silence) or went away (GOAWAY, refused). */
+/* Reasons a held stream (nothing of the app's sent, so a retry cannot deliver anything twice)
+ * is opened again: its connection died (reset, EOF, silence) or went away (GOAWAY, refused).
+ * Not an answer of the destination, nor a failure another attempt would only repeat (TLS,
+ * identity, protocol). */
 static bool retryable(enum gm_hbone_reason reason)
 {
     switch (reason) {
