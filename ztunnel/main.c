@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "gammamesh/log.h"
+#include "gammamesh/metrics.h"
 #include "identity.h"
 #include "netns.h"
 #include "proxy.h"
@@ -180,6 +181,8 @@ static void on_stop(struct gm_daemon *d, void *ctx)
         gm_workers_stop(&zt->workers);
     zt->workers_started = false;
     zt_pods_done(&zt->pods);
+    gm_metrics_unref(zt->metrics->stream_retries);
+    zt->metrics->stream_retries = NULL;
 }
 
 static int run(struct zt *zt)

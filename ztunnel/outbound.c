@@ -11,6 +11,7 @@
 #include "gammamesh/log.h"
 #include "outbound_plan.h"
 #include "proxy.h"
+#include "telemetry.h"
 
 /* The address the application dialled (REDIRECT keeps it for SO_ORIGINAL_DST). */
 static int original_dst(uv_tcp_t *t, struct gm_ip *ip, int *port)
@@ -170,6 +171,7 @@ void zt_outbound_retry(struct zt_conn *c)
         return;
     }
     describe_dst(c, &p);
+    zt_telemetry_stream_retry(w);
     if (start_hbone(w, pod, c, src, &p) < 0) {
         c->response_flags = "CONNECT";
         zt_conn_close(c, "upstream setup failed");

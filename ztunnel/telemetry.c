@@ -44,7 +44,22 @@ int zt_telemetry_init(struct zt_metrics *m, struct gm_metrics *reg)
                  "TCP connections that failed: refused by policy, their tunnel or their "
                  "destination, or refused at the TLS handshake.",
                  &m->failed);
+    struct gm_metric_family *fam = NULL;
+    if (gm_metrics_register(reg,
+                            &(struct gm_metric_desc){
+                                .name = "gammamesh_ztunnel_stream_retries_total",
+                                .help = "Outbound HBONE streams opened again after their tunnel "
+                                        "was lost before the 200 (nothing of the app's sent).",
+                                .type = GM_METRIC_COUNTER},
+                            &fam) == 0)
+        m->stream_retries = gm_metrics_get(fam, NULL);
     return rc ? -EINVAL : 0;
+}
+
+void zt_telemetry_stream_retry(struct zt_worker *w)
+{
+    if (w->zt->metrics->stream_retries)
+        gm_metrics_inc(w->zt->metrics->stream_retries);
 }
 
 static const char *or_unknown(const char *s)

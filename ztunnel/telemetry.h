@@ -8,10 +8,15 @@
 
 struct zt_metrics {
     struct gm_metric_family *opened, *closed, *sent, *received, *failed;
+    struct gm_metric *stream_retries; /* gammamesh_ztunnel_stream_retries_total (may be NULL) */
 };
 
 /* Register the families on reg; 0 or -EINVAL. */
 int zt_telemetry_init(struct zt_metrics *m, struct gm_metrics *reg);
+
+struct zt_worker;
+/* A held outbound stream lost before its 200 is opened again (counted; any thread). */
+void zt_telemetry_stream_retry(struct zt_worker *w);
 
 struct gm_snapshot;
 

@@ -495,6 +495,14 @@ def check_sandbox_recreation(lab, client, server):
     before = entry()
     assert before.get("state") == "captured" and before.get("netns_inode"), before
     moved = dump()["captures_moved"]
+    # tunnels from the client's node to the pod, pooled in every worker (connections spread
+    # over the workers): they go stale with the old sandbox
+    for i in range(8):
+        assert echo_once(lab, client["netns"], server["ip"], 9090, "warm-%d" % i)["ok"]
+
+    def retries():
+        return metric_sum(lab.metrics(client["node"]), "gammamesh_ztunnel_stream_retries_total")
+    retried = retries()
     # the lab waits until the pod's programs and ztunnel's 15008 listen in the new netns
     lab.lab("recreate-sandbox", "--timeout", 40, "demo/" + server["name"], timeout=150)
     after = wait_for(lambda: (e := entry()).get("state") == "captured"
@@ -521,6 +529,7 @@ def check_sandbox_recreation(lab, client, server):
     tries = [echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox-%d" % i,
                        timeout=3)["ok"] for i in range(8)]
     assert all(tries), tries
+    assert retries() > retried, "no stream was opened again after its stale tunnel failed"
     wait_for(lambda: opened("destination") > n, 10, what="inbound through ztunnel")
     # outbound: the pod's own connections are captured again (the client has a TCP echo too,
     # and no policy)
