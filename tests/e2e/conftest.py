@@ -501,7 +501,9 @@ def check_sandbox_recreation(lab, client, server):
         assert echo_once(lab, client["netns"], server["ip"], 9090, "warm-%d" % i)["ok"]
 
     def retries():
-        return metric_sum(lab.metrics(client["node"]), "gammamesh_ztunnel_stream_retries_total")
+        samples = lab.metrics(client["node"])
+        assert any(s[0] == "gammamesh_ztunnel_stream_retries_total" for s in samples)
+        return metric_sum(samples, "gammamesh_ztunnel_stream_retries_total")
     retried = retries()
     # the lab waits until the pod's programs and ztunnel's 15008 listen in the new netns
     lab.lab("recreate-sandbox", "--timeout", 40, "demo/" + server["name"], timeout=150)
@@ -523,13 +525,13 @@ def check_sandbox_recreation(lab, client, server):
     # until its 200; the reset that answers it opens the stream again on a new tunnel, and
     # makes every worker probe its tunnels to that address. No connection fails. (A stale
     # tunnel that carried traffic within the last second would fail its next stream: its
-    # first bytes went out with the CONNECT.)
+    # first bytes went out with the CONNECT.) Whether a stream is opened again depends on
+    # whether a keepalive PING found the dead tunnels first (each sends one every 10 s).
     time.sleep(1.2)
     n = opened("destination")
     tries = [echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox-%d" % i,
                        timeout=3)["ok"] for i in range(8)]
-    assert all(tries), tries
-    assert retries() > retried, "no stream was opened again after its stale tunnel failed"
+    assert all(tries), (tries, "streams opened again: %d" % (retries() - retried))
     wait_for(lambda: opened("destination") > n, 10, what="inbound through ztunnel")
     # outbound: the pod's own connections are captured again (the client has a TCP echo too,
     # and no policy)
