@@ -297,7 +297,9 @@ void zt_inbound_hbone_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream
     t = gm_xcalloc(1, sizeof(*t));
     t->w = w;
     t->pod_uid = gm_xstrdup(pod->uid);
-    if (gm_hbone_conn_new_server(zt_proxy_loop(w), ssl, NULL, &tunnel_cbs, t, &t->conn) < 0) {
+    struct gm_hbone_settings hs;
+    zt_proxy_hbone_settings(w, true, &hs);
+    if (gm_hbone_conn_new_server(zt_proxy_loop(w), ssl, &hs, &tunnel_cbs, t, &t->conn) < 0) {
         free(t->pod_uid);
         free(t);
         reject_accept(listener);

@@ -296,6 +296,13 @@ static const struct gm_hbone_pool_ops pool_ops = {
 
 /* ---- lifecycle ---- */
 
+void zt_proxy_hbone_settings(struct zt_worker *w, bool server, struct gm_hbone_settings *hs)
+{
+    gm_hbone_settings_init(hs, server);
+    hs->ping_interval_ms = w->zt->set.hbone_keepalive_ms;
+    hs->ping_timeout_ms = 2 * w->zt->set.hbone_keepalive_ms;
+}
+
 void zt_proxy_worker_init(struct gm_worker *gw, void *ctx)
 {
     struct zt_worker *w = gm_xcalloc(1, sizeof(*w));
@@ -305,7 +312,9 @@ void zt_proxy_worker_init(struct gm_worker *gw, void *ctx)
     w->rnd = 2463534242u ^ (gw->index * 2654435761u) ^ (uint32_t)uv_hrtime();
     if (w->rnd == 0)
         w->rnd = 1;
-    gm_hbone_pool_init(&w->pool, &gw->loop, &pool_ops, w, NULL);
+    struct gm_hbone_settings hs;
+    zt_proxy_hbone_settings(w, false, &hs);
+    gm_hbone_pool_init(&w->pool, &gw->loop, &pool_ops, w, &hs);
     uv_check_init(&gw->loop, &w->flush_check);
     w->flush_check.data = w;
     uv_prepare_init(&gw->loop, &w->flush_prepare);

@@ -71,6 +71,8 @@ int zt_proxy_app_socket(struct zt_worker *w, struct zt_wpod *pod, const struct g
 
 /* Flows (ztunnel/outbound.c, ztunnel/inbound.c). */
 void zt_outbound_accept(struct zt_worker *w, struct zt_wpod *pod, uv_stream_t *listener);
+/* HBONE settings of the worker's tunnels (client or server), with the keepalive setting. */
+void zt_proxy_hbone_settings(struct zt_worker *w, bool server, struct gm_hbone_settings *hs);
 /* A held outbound connection whose stream was lost before its 200: plan again (the snapshot may
  * have changed) and open a new stream; closes c when that is not possible. */
 void zt_outbound_retry(struct zt_conn *c);

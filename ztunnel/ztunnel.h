@@ -20,6 +20,7 @@ struct zt_metrics;
 struct zt_settings {
     struct gm_common_settings common;
     uint64_t connect_timeout_ms; /* upstream TCP connect deadline */
+    uint64_t hbone_keepalive_ms; /* PING interval on every tunnel (silent for 2x: closed) */
     uint64_t idle_timeout_ms;    /* a relayed connection with no bytes either way is closed */
     uint64_t cert_lifetime_ms;   /* lifetime of minted leaf certificates */
     int64_t max_conns;           /* open connections per worker */

@@ -525,13 +525,14 @@ def check_sandbox_recreation(lab, client, server):
     # until its 200; the reset that answers it opens the stream again on a new tunnel, and
     # makes every worker probe its tunnels to that address. No connection fails. (A stale
     # tunnel that carried traffic within the last second would fail its next stream: its
-    # first bytes went out with the CONNECT.) Whether a stream is opened again depends on
-    # whether a keepalive PING found the dead tunnels first (each sends one every 10 s).
+    # first bytes went out with the CONNECT.) The modules run ztunnel with a 60 s keepalive, so
+    # no PING finds the dead tunnels first: a stream is opened again.
     time.sleep(1.2)
     n = opened("destination")
     tries = [echo_once(lab, client["netns"], server["ip"], 9090, "to-the-new-sandbox-%d" % i,
                        timeout=3)["ok"] for i in range(8)]
     assert all(tries), (tries, "streams opened again: %d" % (retries() - retried))
+    assert retries() > retried, "no stream was opened again after its stale tunnel failed"
     wait_for(lambda: opened("destination") > n, 10, what="inbound through ztunnel")
     # outbound: the pod's own connections are captured again (the client has a TCP echo too,
     # and no policy)

@@ -64,7 +64,8 @@ spec:
 @pytest.fixture(scope="module")
 def lab(request, tmp_path_factory):
     lab = make_lab(request, tmp_path_factory, "api")
-    lab.up(DEMO, flags=("--api",))
+    # a long keepalive: no PING finds a dead tunnel before the sandbox test's streams do
+    lab.up(DEMO, flags=("--api",), extra_env={"GMLAB_ZTUNNEL_ARGS": "--hbone-keepalive 60s"})
     return lab
 
 

@@ -16,7 +16,8 @@ from conftest import (CLIENT_ID, DEMO, SERVICE_B_ID, Capture, Lines, capture_of,
 @pytest.fixture(scope="module")
 def lab(request, tmp_path_factory):
     lab = make_lab(request, tmp_path_factory, "tun")
-    lab.up(DEMO)
+    # a long keepalive: no PING finds a dead tunnel before the sandbox test's streams do
+    lab.up(DEMO, extra_env={"GMLAB_ZTUNNEL_ARGS": "--hbone-keepalive 60s"})
     return lab
 
 
