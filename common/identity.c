@@ -445,25 +445,32 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     return rc;
 }
 
-int gm_ca_files_digest(const char *ca_cert_path, const char *ca_key_path,
-                       uint8_t out[GM_CA_DIGEST_LEN], char *err, size_t err_len)
+int gm_signer_load_files(const char *ca_cert_path, const char *ca_key_path,
+                         const char *trust_domain, const uint8_t *unless,
+                         uint8_t digest[GM_CA_DIGEST_LEN], struct gm_signer **out, char *err,
+                         size_t err_len)
 {
     char *cert = NULL, *key = NULL;
     size_t cert_len = 0, key_len = 0;
     unsigned int n = 0;
     int rc;
 
+    *out = NULL;
     if ((rc = read_file(ca_cert_path, &cert, &cert_len, err, err_len)) == 0 &&
         (rc = read_file(ca_key_path, &key, &key_len, err, err_len)) == 0) {
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         uint8_t sep = 0;
         if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
             EVP_DigestUpdate(md, cert, cert_len) != 1 || EVP_DigestUpdate(md, &sep, 1) != 1 ||
-            EVP_DigestUpdate(md, key, key_len) != 1 || EVP_DigestFinal_ex(md, out, &n) != 1 ||
+            EVP_DigestUpdate(md, key, key_len) != 1 || EVP_DigestFinal_ex(md, digest, &n) != 1 ||
             n != GM_CA_DIGEST_LEN)
             rc = fail_with(err, err_len, -EIO, "SHA-256 failed");
         EVP_MD_CTX_free(md);
     }
+    if (rc == 0 && unless != NULL && memcmp(digest, unless, GM_CA_DIGEST_LEN) == 0)
+        rc = 1; /* what is loaded already */
+    else if (rc == 0)
+        rc = gm_signer_new_from_pem(cert, cert_len, key, key_len, trust_domain, out, err, err_len);
     free(cert);
     if (key != NULL)
         OPENSSL_cleanse(key, key_len);
@@ -475,19 +482,10 @@ int gm_signer_new_from_files(const char *ca_cert_path, const char *ca_key_path,
                              const char *trust_domain, struct gm_signer **out, char *err,
                              size_t err_len)
 {
-    char *cert = NULL, *key = NULL;
-    size_t cert_len = 0, key_len = 0;
-    int rc;
+    uint8_t digest[GM_CA_DIGEST_LEN];
 
-    *out = NULL;
-    if ((rc = read_file(ca_cert_path, &cert, &cert_len, err, err_len)) == 0 &&
-        (rc = read_file(ca_key_path, &key, &key_len, err, err_len)) == 0)
-        rc = gm_signer_new_from_pem(cert, cert_len, key, key_len, trust_domain, out, err, err_len);
-    free(cert);
-    if (key != NULL)
-        OPENSSL_cleanse(key, key_len);
-    free(key);
-    return rc;
+    return gm_signer_load_files(ca_cert_path, ca_key_path, trust_domain, NULL, digest, out, err,
+                                err_len);
 }
 
 /* ---- building certificates ---- */

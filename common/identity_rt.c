@@ -26,9 +26,7 @@ struct gm_identity_rt {
     int64_t lifetime_s;
     void (*on_ca_reload)(void *arg);
     void *on_ca_reload_arg;
-    uint8_t digest[GM_CA_DIGEST_LEN];     /* of the files as loaded */
-    uint8_t bad_digest[GM_CA_DIGEST_LEN]; /* of contents that failed to load (reported once) */
-    bool have_bad;
+    uint8_t digest[GM_CA_DIGEST_LEN]; /* of the files as loaded */
     /* for /config_dump, control loop only */
     uint64_t reloads;
     int64_t loaded_at;
@@ -84,18 +82,12 @@ int gm_identity_rt_check_ca(struct gm_identity_rt *rt)
 
     if (rt == NULL || rt->self_signed)
         return 0;
-    rc = gm_ca_files_digest(rt->ca_cert, rt->ca_key, digest, err, sizeof(err));
-    bool have_digest = rc == 0;
-    if (rc == 0 && memcmp(digest, rt->digest, sizeof(digest)) == 0) {
+    rc = gm_signer_load_files(rt->ca_cert, rt->ca_key, rt->trust_domain, rt->digest, digest,
+                              &signer, err, sizeof(err));
+    if (rc == 1) {
         rt->reload_error[0] = '\0'; /* back to what is loaded */
-        rt->have_bad = false;
         return 0;
     }
-    if (rc == 0 && rt->have_bad && memcmp(digest, rt->bad_digest, sizeof(digest)) == 0)
-        return -EINVAL; /* the same bad contents: reported already */
-    if (rc == 0)
-        rc = gm_signer_new_from_files(rt->ca_cert, rt->ca_key, rt->trust_domain, &signer, err,
-                                      sizeof(err));
     if (rc == 0 && make_ctxs(signer, &client, &server) < 0) {
         snprintf(err, sizeof(err), "cannot build TLS contexts");
         rc = -EINVAL;
@@ -103,18 +95,13 @@ int gm_identity_rt_check_ca(struct gm_identity_rt *rt)
     if (rc < 0) {
         if (signer)
             gm_identity_free(gm_signer_provider(signer));
-        /* An unreadable file is retried quietly after the first report (a Secret update swaps
-         * the files); contents that do not load are reported once per version. */
-        bool again = strcmp(err, rt->reload_error) == 0;
-        snprintf(rt->reload_error, sizeof(rt->reload_error), "%s", err);
-        if (have_digest) {
-            memcpy(rt->bad_digest, digest, sizeof(digest));
-            rt->have_bad = true;
-        }
-        if (!again)
+        /* Reported once while it stays the same: a Secret update swaps the files, and a bad
+         * version stays until it is replaced. */
+        if (strcmp(err, rt->reload_error) != 0)
             GM_LOG_ERROR("identity",
                          "the CA files changed but cannot be loaded; the loaded CA stays in use",
                          "error=%s", err);
+        snprintf(rt->reload_error, sizeof(rt->reload_error), "%s", err);
         return rc;
     }
     struct gm_cert_cache *cache = new_cache(rt, signer);
@@ -134,7 +121,6 @@ int gm_identity_rt_check_ca(struct gm_identity_rt *rt)
     SSL_CTX_free(old_client);
     SSL_CTX_free(old_server);
     memcpy(rt->digest, digest, sizeof(digest));
-    rt->have_bad = false;
     rt->reload_error[0] = '\0';
     rt->reloads++;
     rt->loaded_at = (int64_t)time(NULL);
@@ -161,10 +147,8 @@ static int load_signer(struct gm_identity_rt *rt, const struct gm_identity_rt_op
     int rc;
 
     if (o->ca_cert && o->ca_key) {
-        rc = gm_ca_files_digest(o->ca_cert, o->ca_key, rt->digest, err, sizeof(err));
-        if (rc == 0)
-            rc = gm_signer_new_from_files(o->ca_cert, o->ca_key, o->trust_domain, &rt->signer, err,
-                                          sizeof(err));
+        rc = gm_signer_load_files(o->ca_cert, o->ca_key, o->trust_domain, NULL, rt->digest,
+                                  &rt->signer, err, sizeof(err));
         rt->ca_cert = gm_xstrdup(o->ca_cert);
         rt->ca_key = gm_xstrdup(o->ca_key);
     } else {

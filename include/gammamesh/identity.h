@@ -113,11 +113,14 @@ struct gm_signer;
 int gm_signer_new_from_files(const char *ca_cert_path, const char *ca_key_path,
                              const char *trust_domain, struct gm_signer **out, char *err,
                              size_t err_len);
-/* SHA-256 over the contents of both CA files, to notice that they changed (a rotated Secret).
- * 0, or a negative errno and a reason in err, as gm_signer_new_from_files(). */
+/* The same, reading each file once, with a SHA-256 of their contents in digest (to notice that
+ * they changed: a rotated Secret). When unless is not NULL and equals that digest, nothing is
+ * parsed and it returns 1 with *out NULL (the contents are the ones already loaded). */
 #define GM_CA_DIGEST_LEN 32
-int gm_ca_files_digest(const char *ca_cert_path, const char *ca_key_path,
-                       uint8_t out[GM_CA_DIGEST_LEN], char *err, size_t err_len);
+int gm_signer_load_files(const char *ca_cert_path, const char *ca_key_path,
+                         const char *trust_domain, const uint8_t *unless,
+                         uint8_t digest[GM_CA_DIGEST_LEN], struct gm_signer **out, char *err,
+                         size_t err_len);
 /* The same from PEM bytes in memory. */
 int gm_signer_new_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem,
                            size_t key_len, const char *trust_domain, struct gm_signer **out,
