@@ -379,6 +379,17 @@ static void on_handshake_timeout(uv_timer_t *t)
 /* Next keepalive event: the next PING, or the moment silence becomes fatal. */
 static void ping_arm(struct gm_hbone_conn *c);
 
+/* A PING, sent from the loop right after this callback (the keepalive's, or
+ * gm_hbone_conn_ping()'s probe, which may run inside another connection's callbacks). */
+static void send_ping(struct gm_hbone_conn *c)
+{
+    c->last_ping = uv_now(c->loop);
+    hbone_conn_enter(c);
+    if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0)
+        hbone_conn_schedule(c);
+    hbone_conn_leave(c);
+}
+
 static void on_ping_timer(uv_timer_t *t)
 {
     struct gm_hbone_conn *c = container_of(t, struct gm_hbone_conn, ping);
@@ -390,13 +401,8 @@ static void on_ping_timer(uv_timer_t *t)
         gm_hbone_conn_close(c, GM_HBONE_REASON_PING_TIMEOUT);
         return;
     }
-    if (now - c->last_ping >= c->settings.ping_interval_ms) {
-        c->last_ping = now;
-        hbone_conn_enter(c);
-        if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0)
-            conn_send(c);
-        hbone_conn_leave(c);
-    }
+    if (now - c->last_ping >= c->settings.ping_interval_ms)
+        send_ping(c);
     if (hbone_conn_usable(c))
         ping_arm(c);
 }
@@ -954,13 +960,8 @@ void gm_hbone_conn_ping(struct gm_hbone_conn *c)
 {
     if (c->state != GM_HBONE_CONN_OPEN && c->state != GM_HBONE_CONN_DRAINING)
         return;
-    if (!hbone_conn_usable(c))
-        return;
-    hbone_conn_enter(c);
-    c->last_ping = uv_now(c->loop);
-    if (nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, NULL) == 0)
-        hbone_conn_schedule(c);
-    hbone_conn_leave(c);
+    if (hbone_conn_usable(c))
+        send_ping(c);
 }
 
 void gm_hbone_conn_goaway(struct gm_hbone_conn *c)
