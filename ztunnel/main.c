@@ -79,6 +79,13 @@ static const struct gm_setting zt_table[] = {
      .def = "/proc",
      .help = "the host's /proc: a pod without the gammamesh.io/netns annotation is captured in "
              "the netns of a process whose cgroup names its uid; empty: only annotated pods"},
+    {.name = "cni-socket",
+     .env = "GM_CNI_SOCKET",
+     .type = GM_SETTING_STRING,
+     .offset = offsetof(struct zt_settings, cni_socket),
+     .def = "",
+     .help = "Unix socket of the CNI gate: the chained plugin gammamesh-cni asks here, while a "
+             "pod's sandbox is made, and an enrolled pod starts only once captured; empty: off"},
     {.name = "preserve-source",
      .env = "GM_PRESERVE_SOURCE",
      .type = GM_SETTING_BOOL,
@@ -113,6 +120,7 @@ static void on_snapshot(struct gm_control *c, struct gm_snapshot *s, void *ctx)
     for (unsigned i = 0; i < zt->workers.n; i++)
         gm_workers_post(&zt->workers.v[i], zt_proxy_recheck, NULL);
     zt_pods_reconcile(&zt->pods, s);
+    zt_cni_poll(zt);
     zt_telemetry_evict(gm_daemon_metrics(zt->daemon), s);
 }
 
@@ -137,6 +145,7 @@ static json_t *on_dump(struct gm_daemon *d, void *ctx)
     json_object_set_new(o, "pods", zt_pods_dump(&zt->pods));
     json_object_set_new(o, "ipv6", json_string(zt_pods_ipv6_mode(&zt->pods)));
     json_object_set_new(o, "captures_moved", json_integer((json_int_t)zt->pods.moved));
+    json_object_set_new(o, "cni", zt_cni_dump(zt));
     json_object_set_new(o, "identity", zt_identity_dump(zt));
     json_object_set_new(o, "open_connections", json_integer(conns));
     json_object_set_new(o, "workers", json_integer(zt->workers.n));
@@ -163,6 +172,7 @@ static void on_drain(struct gm_daemon *d, void *ctx)
     struct zt *zt = ctx;
 
     GM_LOG_INFO("ztunnel", "draining: listeners closed, tunnels told to GOAWAY", "");
+    zt_cni_stop(zt); /* new sandboxes are another ztunnel's, or start as without the gate */
     for (unsigned i = 0; i < zt->workers.n; i++)
         gm_workers_post(&zt->workers.v[i], zt_proxy_drain, NULL);
     uv_timer_init(gm_daemon_loop(d), &drain_poll);
@@ -184,6 +194,7 @@ static void on_stop(struct gm_daemon *d, void *ctx)
      * rolling upgrade) keeps serving the pods without a window of uncaptured traffic. */
     if (uv_is_active((uv_handle_t *)&drain_poll))
         uv_close((uv_handle_t *)&drain_poll, NULL);
+    zt_cni_stop(zt);
     gm_control_stop(&zt->control);
     zt_identity_stop(zt);
     if (zt->workers_started)
@@ -236,6 +247,12 @@ static int run(struct zt *zt)
     zt->workers_started = true;
     rc = gm_control_start(&zt->control, zt->daemon, &zt->set.common, on_snapshot, zt);
     if (rc < 0 && zt->set.common.config_source == GM_CONFIG_SOURCE_KUBERNETES) {
+        gm_daemon_stop(zt->daemon, 1);
+        rc = gm_daemon_run(zt->daemon);
+        gm_daemon_free(zt->daemon);
+        return rc;
+    }
+    if (zt_cni_start(zt) < 0) {
         gm_daemon_stop(zt->daemon, 1);
         rc = gm_daemon_run(zt->daemon);
         gm_daemon_free(zt->daemon);

@@ -26,6 +26,7 @@ enum zt_pod_state {
 
 static void on_retry(uv_timer_t *t);
 static void on_check(uv_timer_t *t);
+static void cni_forget(struct zt_pods *p, const char *uid);
 static void stop_pod(struct zt_pods *p, struct zt_pod *pod);
 
 /* Kubelet re-creates a pod's sandbox when it dies: a new netns, under the same uid and often
@@ -52,6 +53,7 @@ struct zt_pod {
     bool adopted;       /* workers hold listeners */
     bool busy;          /* an nft run is in flight */
     bool reply_routing; /* the reply rule and route are in: sources can be preserved */
+    bool cni;           /* netns named by the CNI gate */
     int attempts;
     char error[160];
 };
@@ -390,6 +392,8 @@ static void on_check(uv_timer_t *t)
         p->moved++;
         if (p->m_moves)
             gm_metrics_inc(p->m_moves);
+        if (pod->cni && access(pod->netns, F_OK) < 0)
+            cni_forget(p, pod->uid); /* the sandbox the gate named is gone without a DEL */
         stop_pod(p, pod); /* then remove_entry: captured again by the next reconcile pass */
     }
 }
@@ -466,18 +470,65 @@ static struct zt_pod *find(struct zt_pods *p, const char *uid)
     return NULL;
 }
 
-static bool wanted(const struct zt *zt, const struct gm_workload *w)
+static void cni_free(struct zt_cni_pod *e)
 {
-    return w->enrolled && (w->netns || zt->set.proc_root[0]) && w->ip.family && w->node &&
-           zt->node && strcmp(w->node, zt->node) == 0;
+    free(e->uid);
+    free(e->container_id);
+    free(e->netns);
 }
 
-/* Does the pod's capture still match where the workload says its netns is? */
-static bool same_netns(const struct zt_pod *pod, const struct gm_workload *w)
+static void cni_forget(struct zt_pods *p, const char *uid)
 {
+    for (size_t i = p->n_cni; i-- > 0;) {
+        if (strcmp(p->cni[i].uid, uid) == 0) {
+            cni_free(&p->cni[i]);
+            p->cni[i] = p->cni[--p->n_cni];
+        }
+    }
+}
+
+static const struct zt_cni_pod *cni_find(const struct zt_pods *p, const char *uid)
+{
+    for (size_t i = 0; i < p->n_cni; i++)
+        if (strcmp(p->cni[i].uid, uid) == 0)
+            return &p->cni[i];
+    return NULL;
+}
+
+/* Enrolled and on this node, with a netns to find: named by the CNI gate (the pod may not have
+ * its IP in the API yet), annotated, or discoverable under proc-root. */
+static bool wanted(const struct zt *zt, const struct gm_workload *w)
+{
+    if (!w->enrolled || !w->node || !zt->node || strcmp(w->node, zt->node) != 0)
+        return false;
+    if (cni_find(&zt->pods, w->uid))
+        return true;
+    return (w->netns || zt->set.proc_root[0]) && w->ip.family;
+}
+
+static bool same_path(const char *a, const char *b)
+{
+    char pa[512], pb[512];
+
+    zt_netns_path(a, pa, sizeof(pa));
+    zt_netns_path(b, pb, sizeof(pb));
+    return strcmp(pa, pb) == 0;
+}
+
+/* Does the pod's capture still match where its netns is said to be? The CNI gate's word comes
+ * first; a pod captured through it stays until its netns goes (the check timer sees that). */
+static bool same_netns(const struct zt_pods *p, const struct zt_pod *pod,
+                       const struct gm_workload *w)
+{
+    const struct zt_cni_pod *e = cni_find(p, pod->uid);
+
+    if (e)
+        return !pod->discovered && same_path(pod->netns, e->netns);
+    if (pod->cni) /* kept while it works; a failed one goes back to the annotation or proc-root */
+        return pod->state != ZT_POD_FAILED;
     if (pod->discovered)
         return w->netns == NULL;
-    return w->netns && strcmp(pod->netns, w->netns) == 0;
+    return w->netns && same_path(pod->netns, w->netns);
 }
 
 static void add_pod(struct zt_pods *p, const struct gm_workload *w)
@@ -492,8 +543,11 @@ static void add_pod(struct zt_pods *p, const struct gm_workload *w)
     pod->uid = gm_xstrdup(w->uid);
     pod->name = gm_xstrdup(w->name);
     pod->namespace = gm_xstrdup(w->namespace);
-    pod->netns = w->netns ? gm_xstrdup(w->netns) : NULL;
-    pod->discovered = w->netns == NULL;
+    const struct zt_cni_pod *e = cni_find(p, w->uid);
+    const char *netns = e ? e->netns : w->netns;
+    pod->netns = netns ? gm_xstrdup(netns) : NULL;
+    pod->discovered = netns == NULL;
+    pod->cni = e != NULL;
     pod->nsfd = -1;
     pod->seen = true;
     GM_VEC_PUSH(p->v, p->n, p->cap);
@@ -509,6 +563,12 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
         gm_snapshot_unref(p->snap);
         p->snap = gm_snapshot_ref((struct gm_snapshot *)s);
     }
+    for (size_t i = p->n_cni; i-- > 0;) {
+        if (gm_snapshot_workload_by_uid(s, p->cni[i].uid) == NULL) {
+            cni_free(&p->cni[i]); /* the pod is gone: so is what the gate said about it */
+            p->cni[i] = p->cni[--p->n_cni];
+        }
+    }
     for (size_t i = 0; i < p->n; i++)
         p->v[i]->seen = false;
     for (size_t i = 0; i < s->n_workloads; i++) {
@@ -516,7 +576,7 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
         if (!wanted(p->zt, w))
             continue;
         struct zt_pod *pod = find(p, w->uid);
-        if (pod && !same_netns(pod, w)) {
+        if (pod && !same_netns(p, pod, w)) {
             pod->seen = false; /* sandbox re-created: drop the old capture first */
             continue;
         }
@@ -586,6 +646,8 @@ json_t *zt_pods_dump(const struct zt_pods *p)
             json_object_set_new(o, "netns_inode", json_integer((json_int_t)pod->ns_ino));
         if (pod->error[0])
             json_object_set_new(o, "error", json_string(pod->error));
+        if (pod->cni)
+            json_object_set_new(o, "cni", json_true());
     }
     return arr;
 }
@@ -620,4 +682,76 @@ void zt_pods_done(struct zt_pods *p)
     free(p->scan);
     p->scan = NULL;
     p->n_scan = 0;
+    for (size_t i = 0; i < p->n_cni; i++)
+        cni_free(&p->cni[i]);
+    free(p->cni);
+    p->cni = NULL;
+    p->n_cni = 0;
+}
+
+void zt_pods_cni_add(struct zt_pods *p, const char *uid, const char *container_id,
+                     const char *netns)
+{
+    struct zt_cni_pod *e = (struct zt_cni_pod *)cni_find(p, uid);
+    char why[600];
+
+    if (e == NULL) {
+        GM_VEC_PUSH(p->cni, p->n_cni, p->cap_cni);
+        e = &p->cni[p->n_cni - 1];
+        e->uid = gm_xstrdup(uid);
+    } else {
+        free(e->container_id);
+        free(e->netns);
+    }
+    e->container_id = gm_xstrdup(container_id);
+    e->netns = gm_xstrdup(netns);
+    struct zt_pod *pod = find(p, uid);
+    if (pod && pod->state == ZT_POD_CAPTURED && !pod->busy && pod->ns_ino && !pod->discovered &&
+        same_path(pod->netns, netns) && !is_captured_netns(pod, netns, why, sizeof(why))) {
+        /* the same path names a new netns (a sandbox re-created under the same name): move now
+         * rather than at the next check */
+        GM_LOG_INFO("capture", "pod network namespace replaced (named by CNI): capture moves",
+                    "pod=%s/%s reason=%s", pod->namespace, pod->name, why);
+        p->moved++;
+        if (p->m_moves)
+            gm_metrics_inc(p->m_moves);
+        stop_pod(p, pod);
+    } else if (pod && pod->state == ZT_POD_FAILED && !pod->busy) {
+        pod->retry_at = 0; /* the sandbox exists now: try at once */
+        uv_timer_start(&p->retry, on_retry, 0, 0);
+    }
+    if (p->snap && !p->stopping)
+        zt_pods_reconcile(p, p->snap);
+}
+
+void zt_pods_cni_del(struct zt_pods *p, const char *container_id)
+{
+    bool removed = false;
+
+    for (size_t i = p->n_cni; i-- > 0;) {
+        if (strcmp(p->cni[i].container_id, container_id) == 0) {
+            cni_free(&p->cni[i]);
+            p->cni[i] = p->cni[--p->n_cni];
+            removed = true;
+        }
+    }
+    if (removed && p->snap && !p->stopping)
+        zt_pods_reconcile(p, p->snap);
+}
+
+int zt_pods_cni_captured(const struct zt_pods *p, const char *uid, const char *path, char *why,
+                         size_t len)
+{
+    const struct zt_pod *pod = find((struct zt_pods *)p, uid);
+
+    if (pod == NULL) {
+        snprintf(why, len, "not captured yet");
+        return 0;
+    }
+    if (pod->state != ZT_POD_CAPTURED) {
+        snprintf(why, len, "capture %s%s%s", state_names[pod->state], pod->error[0] ? ": " : "",
+                 pod->error);
+        return 0;
+    }
+    return is_captured_netns(pod, path, why, len) ? 1 : 0;
 }

@@ -16,6 +16,7 @@
 struct zt_pod;
 struct zt_identity;
 struct zt_metrics;
+struct zt_cni;
 
 struct zt_settings {
     struct gm_common_settings common;
@@ -28,6 +29,7 @@ struct zt_settings {
     bool capture;                /* install capture rules in pod netns (off: listeners only) */
     bool preserve_source;        /* inbound: connect to the app from the client's IP */
     char *proc_root;             /* where pods without gammamesh.io/netns are found; "" = not */
+    char *cni_socket;            /* the CNI gate's Unix socket; "" = no gate */
     int ipv6;                    /* enum zt_ipv6: what happens to enrolled pods' IPv6 TCP */
 };
 
@@ -44,6 +46,13 @@ enum zt_listener {
 };
 
 extern const int zt_listener_ports[ZT_LISTEN__MAX];
+
+/* A sandbox netns that the CNI gate named for a pod (ztunnel/cni.c): it takes precedence over the
+ * gammamesh.io/netns annotation and proc-root discovery, and the pod is wanted before its IP is
+ * known. Dropped on the runtime's DEL or when the pod leaves the snapshot. */
+struct zt_cni_pod {
+    char *uid, *container_id, *netns;
+};
 
 /* Capture manager (control loop): one entry per enrolled pod of this node. */
 #define ZT_POD_STATES 4 /* listening, captured, failed, removing (ztunnel/pods.c) */
@@ -66,6 +75,8 @@ struct zt_pods {
     struct zt_pod_pid *scan;
     long n_scan;
     uint64_t scan_at_ms;
+    struct zt_cni_pod *cni; /* netns named by the CNI gate, by pod uid */
+    size_t n_cni, cap_cni;
 };
 
 struct zt {
@@ -78,6 +89,7 @@ struct zt {
     struct zt_identity *identity;
     struct zt_metrics *metrics;
     bool workers_started;
+    struct zt_cni *cni;
 };
 
 /* Per-worker proxy state (ztunnel/proxy.c). */
@@ -95,6 +107,22 @@ const char *zt_pods_ipv6_mode(const struct zt_pods *p);
 /* Remove every pod's rules (asynchronously) and listeners: on drain and stop. */
 void zt_pods_stop_listening(struct zt_pods *p);
 void zt_pods_done(struct zt_pods *p);
+/* The CNI gate named the pod's new sandbox netns: capture there (a capture in another netns
+ * moves at once). */
+void zt_pods_cni_add(struct zt_pods *p, const char *uid, const char *container_id,
+                     const char *netns);
+/* The runtime removed the sandbox container_id: forget the netns it named. */
+void zt_pods_cni_del(struct zt_pods *p, const char *container_id);
+/* 1 when the pod's listeners and rules are in place in the netns at path, else 0 with why. */
+int zt_pods_cni_captured(const struct zt_pods *p, const char *uid, const char *path, char *why,
+                         size_t len);
+
+/* The CNI gate's socket (ztunnel/cni.c), on the control loop; off without --cni-socket. */
+int zt_cni_start(struct zt *zt);
+/* After each reconcile: answer the requests that can be answered now. */
+void zt_cni_poll(struct zt *zt);
+json_t *zt_cni_dump(const struct zt *zt);
+void zt_cni_stop(struct zt *zt);
 
 /* Worker side (ztunnel/proxy.c). */
 void zt_proxy_worker_init(struct gm_worker *w, void *zt);

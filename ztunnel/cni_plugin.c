@@ -1,0 +1,561 @@
+/* gammamesh-cni: the CNI gate's plugin, chained after the node's network plugin. On ADD it asks
+ * the node's ztunnel (ztunnel/cni.c, over --cni-socket) whether the new sandbox may start, and
+ * the answer waits until an enrolled pod is captured, so no container of it runs uncaptured.
+ * ztunnel not running (no socket, connection refused): the pod starts, as without the gate, and
+ * is captured when ztunnel comes back. ztunnel answering an error, or not in time: the sandbox
+ * fails and the runtime retries it.
+ *
+ * `gammamesh-cni install|uninstall` put the plugin into a node's CNI directories (the
+ * DaemonSet's init container, or by hand on a host). */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include "cni_proto.h"
+
+#define PLUGIN_TYPE "gammamesh-cni"
+#define STDIN_MAX   (1024 * 1024)
+#define DEL_TIMEOUT 5000
+#define ERR_ENV     4   /* CNI: invalid necessary environment variables */
+#define ERR_DECODE  6   /* CNI: failed to decode content */
+#define ERR_GAMMA   999 /* plugin-specific */
+
+static const char *cni_version = "1.0.0";
+
+static void print_error(int code, const char *msg, const char *details)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "cniVersion", cni_version, "code", code, "msg",
+                          msg, "details", details ? details : "");
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(o);
+}
+
+static char *read_stdin(size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+
+    while (buf) {
+        if (n == cap) {
+            if (cap >= STDIN_MAX) {
+                free(buf);
+                return NULL;
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+        }
+        ssize_t k = read(0, buf + n, cap - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    *len = n;
+    return buf;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+enum ask_status { ASK_ANSWERED = 0, ASK_UNREACHABLE, ASK_FAILED };
+
+/* One request, one reply. ASK_UNREACHABLE: nothing listens at path (ztunnel not running). */
+static enum ask_status ask(const char *path, const struct zt_cni_request *req, uint64_t timeout_ms,
+                           enum zt_cni_result *result, char *msg, size_t msglen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char buf[ZT_CNI_MSG_MAX];
+    size_t n = 0;
+    uint64_t deadline = now_ms() + timeout_ms;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(msg, msglen, "socket path too long: %s", path);
+        return ASK_FAILED;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(msg, msglen, "socket: %s", strerror(errno));
+        return ASK_FAILED;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(msg, msglen, "%s: %s", path, strerror(e));
+        return e == ENOENT || e == ECONNREFUSED ? ASK_UNREACHABLE : ASK_FAILED;
+    }
+    char *line = zt_cni_request_format(req);
+    size_t len = strlen(line), off = 0;
+    while (off < len) {
+        ssize_t k = send(fd, line + off, len - off, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            snprintf(msg, msglen, "sending to %s: %s", path, strerror(errno));
+            free(line);
+            close(fd);
+            return ASK_FAILED;
+        }
+        off += (size_t)k;
+    }
+    free(line);
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline) {
+            snprintf(msg, msglen, "no answer from ztunnel at %s within %llu ms", path,
+                     (unsigned long long)timeout_ms);
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            continue;
+        ssize_t k = read(fd, buf + n, sizeof(buf) - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(msg, msglen, "ztunnel at %s closed the connection without an answer", path);
+            break;
+        }
+        n += (size_t)k;
+        char *nl = memchr(buf, '\n', n);
+        if (nl == NULL && n < sizeof(buf))
+            continue;
+        close(fd);
+        if (nl == NULL || zt_cni_reply_parse(buf, (size_t)(nl - buf), result, msg, msglen) < 0) {
+            snprintf(msg, msglen, "ztunnel at %s sent a malformed answer", path);
+            return ASK_FAILED;
+        }
+        return ASK_ANSWERED;
+    }
+    close(fd);
+    return ASK_FAILED;
+}
+
+/* ADD's output: the previous plugin's result, passed on unchanged. */
+static void print_prev(json_t *conf)
+{
+    json_t *prev = json_object_get(conf, "prevResult");
+    json_t *o =
+        json_is_object(prev) ? json_incref(prev) : json_pack("{s:s}", "cniVersion", cni_version);
+    char *s = json_dumps(o, JSON_COMPACT);
+
+    printf("%s\n", s ? s : "{}");
+    free(s);
+    json_decref(o);
+}
+
+/* The sandbox's first IPv4 from prevResult.ips[].address ("a.b.c.d/len"). */
+static void prev_ip(json_t *conf, struct gm_ip *ip)
+{
+    json_t *ips = json_object_get(json_object_get(conf, "prevResult"), "ips");
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(ips, i, v)
+    {
+        const char *a = json_string_value(json_object_get(v, "address"));
+        char buf[64];
+        struct gm_ip x;
+        if (a == NULL || strlen(a) >= sizeof(buf))
+            continue;
+        snprintf(buf, sizeof(buf), "%s", a);
+        char *slash = strchr(buf, '/');
+        if (slash)
+            *slash = '\0';
+        if (gm_ip_parse(buf, &x) == 0 && x.family == AF_INET) {
+            *ip = x;
+            return;
+        }
+    }
+}
+
+static int run_cni(const char *cmd)
+{
+    if (strcmp(cmd, "VERSION") == 0) {
+        printf("{\"cniVersion\":\"1.1.0\",\"supportedVersions\":"
+               "[\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\",\"1.1.0\"]}\n");
+        return 0;
+    }
+    bool add = strcmp(cmd, "ADD") == 0, del = strcmp(cmd, "DEL") == 0,
+         check = strcmp(cmd, "CHECK") == 0;
+    if (strcmp(cmd, "STATUS") == 0 || strcmp(cmd, "GC") == 0)
+        return 0;
+    if (!add && !del && !check) {
+        print_error(ERR_ENV, "unknown CNI_COMMAND", cmd);
+        return 1;
+    }
+    size_t len = 0;
+    char *in = read_stdin(&len);
+    json_error_t jerr;
+    json_t *conf = in ? json_loadb(in, len, 0, &jerr) : NULL;
+    free(in);
+    if (!json_is_object(conf)) {
+        json_decref(conf);
+        if (del)
+            return 0; /* DEL must not fail: the runtime could never remove the sandbox */
+        print_error(ERR_DECODE, "gammamesh-cni: the network configuration is not a JSON object",
+                    conf ? "" : jerr.text);
+        return 1;
+    }
+    const char *v = json_string_value(json_object_get(conf, "cniVersion"));
+    if (v && strlen(v) < 16)
+        cni_version = v;
+    const char *sock = json_string_value(json_object_get(conf, "socket"));
+    json_t *to = json_object_get(conf, "timeout_seconds");
+    json_int_t timeout_s = json_is_integer(to) ? json_integer_value(to) : 30;
+    if (sock == NULL || sock[0] == '\0')
+        sock = ZT_CNI_DEFAULT_SOCK;
+    if (timeout_s < 1 || timeout_s > ZT_CNI_TIMEOUT_MAX / 1000) {
+        if (del) {
+            json_decref(conf);
+            return 0;
+        }
+        print_error(ERR_DECODE, "gammamesh-cni: timeout_seconds must be 1..600", "");
+        json_decref(conf);
+        return 1;
+    }
+
+    const char *args = getenv("CNI_ARGS");
+    char ns[256], pod[256], uid[160] = "";
+    bool is_pod = args && zt_cni_args_get(args, "K8S_POD_NAMESPACE", ns, sizeof(ns)) &&
+                  zt_cni_args_get(args, "K8S_POD_NAME", pod, sizeof(pod));
+    if (args)
+        zt_cni_args_get(args, "K8S_POD_UID", uid, sizeof(uid));
+    const char *netns = getenv("CNI_NETNS");
+    const char *cid = getenv("CNI_CONTAINERID");
+    struct zt_cni_request req = {
+        .command = add   ? ZT_CNI_ADD
+                   : del ? ZT_CNI_DEL
+                         : ZT_CNI_CHECK,
+        .container_id = (char *)(cid ? cid : ""),
+        .netns = (char *)(netns ? netns : ""),
+        .namespace = is_pod ? ns : "",
+        .pod = is_pod ? pod : "",
+        .uid = uid,
+        .timeout_ms = (uint64_t)timeout_s * 1000,
+    };
+    enum zt_cni_result result = ZT_CNI_ERROR;
+    char msg[800];
+    int rc = 0;
+
+    if (del) {
+        if (cid && cid[0]) {
+            req.timeout_ms = DEL_TIMEOUT;
+            (void)ask(sock, &req, DEL_TIMEOUT, &result, msg, sizeof(msg));
+        }
+        json_decref(conf);
+        return 0;
+    }
+    if (!is_pod) { /* not a Kubernetes pod: nothing of ours */
+        if (add)
+            print_prev(conf);
+        json_decref(conf);
+        return 0;
+    }
+    if (netns == NULL || netns[0] != '/') {
+        print_error(ERR_ENV, "gammamesh-cni: CNI_NETNS is not an absolute path",
+                    netns ? netns : "unset");
+        json_decref(conf);
+        return 1;
+    }
+    prev_ip(conf, &req.ip);
+    enum ask_status st = ask(sock, &req, req.timeout_ms, &result, msg, sizeof(msg));
+    bool ok = st == ASK_UNREACHABLE ||
+              (st == ASK_ANSWERED && (result == ZT_CNI_CAPTURED || result == ZT_CNI_NOT_ENROLLED));
+    if (st == ASK_UNREACHABLE)
+        fprintf(stderr,
+                "gammamesh-cni: warning: ztunnel is not running on this node (%s); pod %s/%s "
+                "starts without the gate and is captured when ztunnel comes back\n",
+                msg, ns, pod);
+    if (!ok) {
+        char m[1600];
+        snprintf(m, sizeof(m), "gammamesh: pod %s/%s is not captured: %s", ns, pod,
+                 msg[0] ? msg : "ztunnel gave no reason");
+        print_error(ERR_GAMMA, m, msg);
+        rc = 1;
+    } else if (add) {
+        print_prev(conf);
+    }
+    json_decref(conf);
+    return rc;
+}
+
+/* ---- install / uninstall ------------------------------------------------------------------- */
+
+static int write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                        mode_t mode)
+{
+    char tmp[600], dst[600];
+
+    snprintf(tmp, sizeof(tmp), "%s/.%s.gammamesh-tmp", dir, name);
+    snprintf(dst, sizeof(dst), "%s/%s", dir, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    const char *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t k = write(fd, p + off, len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return -e;
+        }
+        off += (size_t)k;
+    }
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || close(fd) < 0 || rename(tmp, dst) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return -e;
+    }
+    return 0;
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* The *.conflist files of dir in lexical order (the runtime uses the first); NULL-terminated. */
+static char **conflists(const char *dir, int *n)
+{
+    struct dirent **ents = NULL;
+    int k = scandir(dir, &ents, NULL, alphasort);
+    char **out = calloc((size_t)(k > 0 ? k : 0) + 1, sizeof(*out));
+
+    *n = 0;
+    for (int i = 0; i < k; i++) {
+        if (out && ents[i]->d_name[0] != '.' && has_suffix(ents[i]->d_name, ".conflist"))
+            out[(*n)++] = strdup(ents[i]->d_name);
+        free(ents[i]);
+    }
+    free(ents);
+    return k < 0 ? (free(out), NULL) : out;
+}
+
+static void free_list(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Removes our entries from a conflist's plugins; returns how many. */
+static size_t strip_ours(json_t *plugins)
+{
+    size_t removed = 0;
+
+    for (size_t i = json_array_size(plugins); i-- > 0;) {
+        const char *t = json_string_value(json_object_get(json_array_get(plugins, i), "type"));
+        if (t && strcmp(t, PLUGIN_TYPE) == 0) {
+            json_array_remove(plugins, i);
+            removed++;
+        }
+    }
+    return removed;
+}
+
+static int save_conf(const char *dir, const char *name, json_t *conf)
+{
+    char *s = json_dumps(conf, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (s == NULL)
+        return -ENOMEM;
+    size_t len = strlen(s);
+    char *line = realloc(s, len + 2);
+    if (line == NULL) {
+        free(s);
+        return -ENOMEM;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    int rc = write_atomic(dir, name, line, len + 1, 0644);
+    free(line);
+    return rc;
+}
+
+static int copy_self(const char *bin_dir)
+{
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -errno;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t n = 0;
+    while (buf && n < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    close(fd);
+    if (buf == NULL || n != (size_t)st.st_size) {
+        free(buf);
+        return -EIO;
+    }
+    int rc = write_atomic(bin_dir, PLUGIN_TYPE, buf, n, 0755);
+    free(buf);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gammamesh-cni install --bin-dir DIR --conf-dir DIR [--socket PATH] "
+               "[--timeout SECONDS]\n"
+               "       gammamesh-cni uninstall --conf-dir DIR [--bin-dir DIR]\n"
+               "       (as a CNI plugin: CNI_COMMAND and the network configuration on stdin)\n");
+}
+
+static int run_install(int argc, char **argv, bool install)
+{
+    const char *bin_dir = NULL, *conf_dir = NULL, *sock = ZT_CNI_DEFAULT_SOCK;
+    long timeout = 30;
+
+    for (int i = 2; i < argc; i++) {
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (val && strcmp(argv[i], "--bin-dir") == 0)
+            bin_dir = val;
+        else if (val && strcmp(argv[i], "--conf-dir") == 0)
+            conf_dir = val;
+        else if (val && strcmp(argv[i], "--socket") == 0 && install)
+            sock = val;
+        else if (val && strcmp(argv[i], "--timeout") == 0 && install)
+            timeout = strtol(val, NULL, 10);
+        else {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (conf_dir == NULL || (install && bin_dir == NULL) || timeout < 1 || timeout > 600 ||
+        sock[0] != '/') {
+        usage(stderr);
+        return 2;
+    }
+    int n = 0;
+    char **files = conflists(conf_dir, &n);
+    if (files == NULL) {
+        fprintf(stderr, "gammamesh-cni: %s: %s\n", conf_dir, strerror(errno));
+        return 1;
+    }
+    int rc = 0;
+    if (install) {
+        if (n == 0) {
+            fprintf(stderr,
+                    "gammamesh-cni: no *.conflist in %s: install the network plugin "
+                    "first (or wait for it)\n",
+                    conf_dir);
+            free_list(files);
+            return 1;
+        }
+        int e = copy_self(bin_dir);
+        if (e < 0) {
+            fprintf(stderr, "gammamesh-cni: copying the plugin to %s: %s\n", bin_dir, strerror(-e));
+            free_list(files);
+            return 1;
+        }
+    }
+    for (int i = 0; i < n && (install ? i < 1 : 1); i++) {
+        char path[600];
+        json_error_t jerr;
+        snprintf(path, sizeof(path), "%s/%s", conf_dir, files[i]);
+        json_t *conf = json_load_file(path, JSON_PRESERVE_ORDER, &jerr);
+        json_t *plugins = json_object_get(conf, "plugins");
+        if (!json_is_array(plugins)) {
+            fprintf(stderr, "gammamesh-cni: %s: not a conflist (%s)\n", path,
+                    conf ? "no plugins array" : jerr.text);
+            json_decref(conf);
+            rc = 1;
+            continue;
+        }
+        size_t removed = strip_ours(plugins);
+        if (install)
+            json_array_append_new(plugins,
+                                  json_pack("{s:s, s:s, s:I}", "type", PLUGIN_TYPE, "socket", sock,
+                                            "timeout_seconds", (json_int_t)timeout));
+        if (install || removed) {
+            int e = save_conf(conf_dir, files[i], conf);
+            if (e < 0) {
+                fprintf(stderr, "gammamesh-cni: writing %s: %s\n", path, strerror(-e));
+                rc = 1;
+            } else {
+                fprintf(stderr, "gammamesh-cni: %s %s\n", install ? "chained into" : "removed from",
+                        path);
+            }
+        }
+        json_decref(conf);
+    }
+    free_list(files);
+    if (!install && bin_dir) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", bin_dir, PLUGIN_TYPE);
+        if (unlink(path) < 0 && errno != ENOENT) {
+            fprintf(stderr, "gammamesh-cni: %s: %s\n", path, strerror(errno));
+            rc = 1;
+        }
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "install") == 0)
+        return run_install(argc, argv, true);
+    if (argc > 1 && strcmp(argv[1], "uninstall") == 0)
+        return run_install(argc, argv, false);
+    if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
+        printf("gammamesh-cni %s\n", GM_VERSION);
+        return 0;
+    }
+    if (argc > 1) {
+        usage(strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+        return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
+    const char *cmd = getenv("CNI_COMMAND");
+    if (cmd == NULL || cmd[0] == '\0') {
+        print_error(ERR_ENV, "gammamesh-cni: CNI_COMMAND is not set", "");
+        return 1;
+    }
+    return run_cni(cmd);
+}
