@@ -17,9 +17,10 @@
 
 /* Pending ADDs are looked at this often. One that cannot succeed is answered CNI_REPLY_EARLY ms
  * before the plugin's own deadline, so that the reason reaches it. */
-#define CNI_POLL_MS     20
-#define CNI_REPLY_EARLY 250
-#define CNI_REQUEST_MS  10000 /* a connection that has not sent its request by then is closed */
+#define CNI_POLL_MS        20
+#define CNI_REPLY_EARLY    250
+#define CNI_REQUEST_MS     10000 /* a connection that has not sent its request by then is closed */
+#define CNI_UNKNOWN_POD_MS 2000  /* how long a pod of a plain namespace is waited for */
 
 struct cni_client {
     struct zt_cni *owner;
@@ -189,7 +190,14 @@ static void poll_add(struct cni_client *c, uint64_t now)
     char why[600];
 
     if (w == NULL) {
-        if (now >= c->deadline_ms)
+        /* A pod of a namespace known not to be enrolled starts after a short wait for its
+         * object (a pod label may opt it in) even when the API is out of reach: the gate then
+         * fails closed only where the mesh is. */
+        const struct gm_snapshot *s = g->zt->pods.snap;
+        const struct gm_namespace_info *nsi = s ? gm_snapshot_namespace(s, r->namespace) : NULL;
+        if (nsi && !nsi->enrolled && now - c->started_ms >= CNI_UNKNOWN_POD_MS)
+            reply(c, ZT_CNI_NOT_ENROLLED, "pod not known; namespace not enrolled");
+        else if (now >= c->deadline_ms)
             reply(c, ZT_CNI_ERROR,
                   "pod %s/%s%s%s is not in ztunnel's configuration (is the "
                   "API source up?)",

@@ -29,6 +29,7 @@
 #define DEL_TIMEOUT 5000
 #define ERR_ENV     4   /* CNI: invalid necessary environment variables */
 #define ERR_DECODE  6   /* CNI: failed to decode content */
+#define ERR_CONFIG  7   /* CNI: invalid network config */
 #define ERR_GAMMA   999 /* plugin-specific */
 
 static const char *cni_version = "1.0.0";
@@ -234,7 +235,7 @@ static int run_cni(const char *cmd)
         cni_version = v;
     const char *sock = json_string_value(json_object_get(conf, "socket"));
     json_t *to = json_object_get(conf, "timeout_seconds");
-    json_int_t timeout_s = json_is_integer(to) ? json_integer_value(to) : 30;
+    json_int_t timeout_s = to == NULL ? 30 : json_is_integer(to) ? json_integer_value(to) : -1;
     if (sock == NULL || sock[0] == '\0')
         sock = ZT_CNI_DEFAULT_SOCK;
     if (timeout_s < 1 || timeout_s > ZT_CNI_TIMEOUT_MAX / 1000) {
@@ -242,7 +243,7 @@ static int run_cni(const char *cmd)
             json_decref(conf);
             return 0;
         }
-        print_error(ERR_DECODE, "gammamesh-cni: timeout_seconds must be 1..600", "");
+        print_error(ERR_CONFIG, "gammamesh-cni: timeout_seconds must be an integer 1..600", "");
         json_decref(conf);
         return 1;
     }
@@ -460,9 +461,12 @@ static int run_install(int argc, char **argv, bool install)
             conf_dir = val;
         else if (val && strcmp(argv[i], "--socket") == 0 && install)
             sock = val;
-        else if (val && strcmp(argv[i], "--timeout") == 0 && install)
-            timeout = strtol(val, NULL, 10);
-        else {
+        else if (val && strcmp(argv[i], "--timeout") == 0 && install) {
+            char *end;
+            timeout = strtol(val, &end, 10);
+            if (end == val || *end != '\0')
+                timeout = -1;
+        } else {
             usage(stderr);
             return 2;
         }

@@ -6,7 +6,8 @@
 Parses every document with the strict subset parser (gmyaml), checks what the API server or
 kubelet would refuse or what would break at run time (names, labels, selectors, ports,
 probes, volumes and mounts, env values, service accounts, RBAC references, drain deadline vs
-grace period, the waypoint Gateway shape), then runs `ztunnel --check` over the files and
+grace period, the waypoint Gateway shape, the CNI gate's init container, socket and host
+directories), then runs `ztunnel --check` over the files and
 over the configuration files carried in ConfigMaps, which decodes gammamesh's own kinds with
 the daemons' own loader. Prints one line per problem; exit 1 if there is any.
 """
@@ -43,6 +44,9 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 READ_VERBS = {"get", "list", "watch"}
 ZTUNNEL_CAPS = {"NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE"}
+# The CNI gate: `gammamesh-cni install` in an init container of the ztunnel DaemonSet.
+CNI_PLUGIN = "/usr/sbin/gammamesh-cni"
+CNI_INSTALL_FLAGS = ("--bin-dir", "--conf-dir", "--socket", "--timeout")
 
 
 class Checker:
@@ -51,6 +55,7 @@ class Checker:
         self.problems = []
         self.notes = []
         self.docs = []  # (file, index, doc)
+        self.cni_gates = []  # (where, None or (bin dir, conf dir) on the node) per ztunnel pod
         self.zt_env, self.wp_env, self.common_env = self.settings_env()
 
     def problem(self, where, msg):
@@ -206,8 +211,15 @@ class Checker:
         used = set()
         grace = pod.get("terminationGracePeriodSeconds")
         containers = pod.get("containers") or []
+        inits = pod.get("initContainers") or []
         if not containers:
             self.problem(w, "no containers")
+        names = [c.get("name") for c in containers + inits]
+        for n in set(names):
+            if names.count(n) > 1:
+                self.problem(w, "container name %s used twice" % n)
+        for c in inits:
+            used |= self.check_init_container(w, c, volumes)
         for c in containers:
             cw = "%s: container %s" % (w, c.get("name"))
             if not isinstance(c.get("name"), str) or not DNS_LABEL.match(c["name"]):
@@ -289,7 +301,10 @@ class Checker:
                     self.problem(cw, "needs /run/netns mounted with HostToContainer propagation")
                 if pod.get("priorityClassName") != "system-node-critical":
                     self.problem(cw, "the node proxy should be system-node-critical")
+                self.cni_gates.append((w, self.check_cni(w, pod, c, volumes)))
             elif daemon == "waypoint":
+                if inits:
+                    self.problem(cw, "the waypoint has no init containers")
                 if add:
                     self.problem(cw, "the waypoint needs no capabilities, has %s" % sorted(add))
                 psc = pod.get("securityContext") or {}
@@ -312,6 +327,149 @@ class Checker:
         for v in volumes:
             if v not in used:
                 self.problem(w, "volume %s is not mounted" % v)
+
+    def check_init_container(self, w, c, volumes):
+        """What every init container needs; returns the names of the volumes it mounts."""
+        cw = "%s: init container %s" % (w, c.get("name"))
+        if not isinstance(c.get("name"), str) or not DNS_LABEL.match(c["name"]):
+            self.problem(cw, "bad container name")
+        if not isinstance(c.get("image"), str) or not c["image"]:
+            self.problem(cw, "no image")
+        if (c.get("command") or [None])[0] != CNI_PLUGIN:
+            self.problem(cw, "the only init container runs %s install" % CNI_PLUGIN)
+        used, mounts = set(), set()
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") not in volumes:
+                self.problem(cw, "volumeMount %s: no such volume" % m.get("name"))
+            used.add(m.get("name"))
+            mp = m.get("mountPath")
+            if not isinstance(mp, str) or not mp.startswith("/") or mp in mounts:
+                self.problem(cw, "bad or duplicate mountPath %r" % (mp,))
+            mounts.add(mp)
+        sc = c.get("securityContext") or {}
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []) or caps.get("add"):
+            self.problem(cw, "capabilities must drop ALL and add none (it writes two "
+                             "directories that root owns)")
+        if sc.get("privileged") or sc.get("allowPrivilegeEscalation") is not False:
+            self.problem(cw, "must not be privileged, and allowPrivilegeEscalation: false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            self.problem(cw, "readOnlyRootFilesystem must be true")
+        if (sc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            self.problem(cw, "seccompProfile must be RuntimeDefault")
+        return used
+
+    def check_cni(self, w, pod, zt, volumes):
+        """The CNI gate of a ztunnel pod: None when it is off, else the node's (bin dir, conf
+        dir). The init container's `--socket` (read by the plugin on the node) must be
+        GM_CNI_SOCKET (where ztunnel listens in its container), on a hostPath mounted at the
+        same path; the init container mounts the two CNI host directories writable and
+        nothing else."""
+        inits = [c for c in pod.get("initContainers") or []
+                 if (c.get("command") or [None])[0] == CNI_PLUGIN]
+        sock = next((e.get("value") for e in zt.get("env") or []
+                     if e.get("name") == "GM_CNI_SOCKET"), None)
+        if not inits and not sock:
+            return None
+        if not inits:
+            self.problem(w, "GM_CNI_SOCKET is set but no init container installs gammamesh-cni")
+            return None
+        if not sock:
+            self.problem(w, "an init container installs gammamesh-cni but ztunnel has no "
+                            "GM_CNI_SOCKET (the plugin would never find it)")
+        if len(inits) > 1:
+            self.problem(w, "gammamesh-cni is installed by %d init containers" % len(inits))
+        ic = inits[0]
+        cw = "%s: init container %s" % (w, ic.get("name"))
+        flags = self.cni_install_flags(cw, (ic.get("command") or []) + (ic.get("args") or []))
+        if flags.get("--socket") != sock:
+            self.problem(cw, "--socket %s is not ztunnel's GM_CNI_SOCKET %s"
+                         % (flags.get("--socket"), sock))
+        if ic.get("image") != zt.get("image") or \
+                ic.get("imagePullPolicy") != zt.get("imagePullPolicy"):
+            self.problem(cw, "must use ztunnel's image and pull policy (the plugin comes "
+                             "from the same build)")
+        host, mounted = {}, set()
+        for m in ic.get("volumeMounts") or []:
+            for flag in ("--bin-dir", "--conf-dir"):
+                if m.get("mountPath") == flags.get(flag):
+                    host[flag] = self.host_path(cw, m, volumes, flag)
+                    mounted.add(m.get("name"))
+            if m.get("name") not in mounted:
+                self.problem(cw, "mounts %s: it needs the CNI bin and conf dirs only"
+                             % m.get("mountPath"))
+        for flag in ("--bin-dir", "--conf-dir"):
+            if flag not in host:
+                self.problem(cw, "%s %s is not a mounted volume" % (flag, flags.get(flag)))
+        for m in zt.get("volumeMounts") or []:
+            if m.get("name") in mounted:
+                self.problem(w, "container ztunnel mounts the CNI directory volume %s"
+                             % m.get("name"))
+        if isinstance(sock, str):
+            self.check_cni_socket(w, sock, zt, volumes)
+        return host.get("--bin-dir"), host.get("--conf-dir")
+
+    def cni_install_flags(self, cw, argv):
+        flags = {}
+        if argv[1:2] != ["install"]:
+            self.problem(cw, "runs %s, expected %s install" % (argv[:2], CNI_PLUGIN))
+        rest = argv[2:]
+        for i in range(0, len(rest), 2):
+            flag, value = rest[i], (rest[i + 1] if i + 1 < len(rest) else None)
+            if flag not in CNI_INSTALL_FLAGS or flag in flags or not isinstance(value, str) \
+                    or value.startswith("--"):
+                self.problem(cw, "bad, repeated or valueless argument %r" % (flag,))
+                continue
+            flags[flag] = value
+        for flag in ("--bin-dir", "--conf-dir", "--socket"):
+            if not flags.get(flag, "").startswith("/"):
+                self.problem(cw, "needs %s with an absolute path" % flag)
+        t = flags.get("--timeout")
+        if t is not None and not (t.isdigit() and 1 <= int(t) <= 600):
+            self.problem(cw, "--timeout %r: whole seconds, 1..600" % t)
+        return flags
+
+    def host_path(self, cw, mount, volumes, flag):
+        hp = (volumes.get(mount.get("name")) or {}).get("hostPath") or {}
+        if not hp.get("path") or mount.get("readOnly"):
+            self.problem(cw, "%s: volume %s must be a writable hostPath"
+                         % (flag, mount.get("name")))
+            return None
+        if hp.get("type") not in ("Directory", "DirectoryOrCreate"):
+            self.problem(cw, "%s: hostPath type %r, expected Directory" % (flag, hp.get("type")))
+        return os.path.normpath(hp["path"])
+
+    def check_cni_socket(self, w, sock, zt, volumes):
+        d = os.path.dirname(sock)
+        if not sock.startswith("/") or not d or d == "/":
+            self.problem(w, "GM_CNI_SOCKET %r: an absolute path in its own directory" % sock)
+            return
+        m = next((m for m in zt.get("volumeMounts") or [] if m.get("mountPath") == d), None)
+        hp = (volumes.get(m.get("name")) or {}).get("hostPath") if m else None
+        if not hp or m.get("readOnly"):
+            self.problem(w, "GM_CNI_SOCKET %s: ztunnel needs %s as a writable hostPath mount"
+                         % (sock, d))
+        elif os.path.normpath(hp.get("path") or "") != d:
+            self.problem(w, "GM_CNI_SOCKET %s: hostPath %s is mounted at %s; the plugin on the "
+                            "node looks in %s" % (sock, hp.get("path"), d, d))
+        elif hp.get("type") != "DirectoryOrCreate":
+            self.problem(w, "hostPath %s: type DirectoryOrCreate (nothing else makes it)" % d)
+
+    def check_cni_expected(self, want):
+        """--cni-gate: `off`, or `BINDIR,CONFDIR` (on, with these node directories)."""
+        gates = [g for _, g in self.cni_gates]
+        if want == "off":
+            for where, g in self.cni_gates:
+                if g is not None:
+                    self.problem(where, "the CNI gate is rendered; expected it off")
+            return
+        bin_dir, _, conf_dir = want.partition(",")
+        if not gates:
+            self.problem("manifests", "no ztunnel DaemonSet, expected one with the CNI gate")
+        for where, g in self.cni_gates:
+            if g != (os.path.normpath(bin_dir), os.path.normpath(conf_dir)):
+                self.problem(where, "CNI gate with node directories %s, expected (%s, %s)"
+                             % (g, bin_dir, conf_dir))
 
     def check_service(self, w, doc):
         spec = doc.get("spec") or {}
@@ -394,6 +552,8 @@ class Checker:
                 self.check_kind(w, doc)
             except (AttributeError, KeyError, TypeError, ValueError) as e:
                 self.problem(w, "malformed (%s: %s)" % (type(e).__name__, e))
+        if self.args.cni_gate:
+            self.check_cni_expected(self.args.cni_gate)
 
     def check_kind(self, w, doc):
         md = doc["metadata"]
@@ -466,6 +626,23 @@ MUTATIONS = [
     ("YAML 1.1 boolean", 'prometheus.io/scrape: "true"', "prometheus.io/scrape: yes"),
     ("probe port", "port: 15021", "port: 15022"),
     ("dangling roleRef", "name: gammamesh-reader\n  labels", "name: gammamesh-ztunnel\n  labels"),
+    ("CNI init container lost", "initContainers:", "initContainerz:"),
+    ("CNI socket env lost",
+     "        - name: GM_CNI_SOCKET\n          value: /var/run/gammamesh/cni.sock\n", ""),
+    ("CNI socket mismatch", "- --socket\n        - /var/run/gammamesh/cni.sock",
+     "- --socket\n        - /run/gammamesh/cni.sock"),
+    ("CNI socket dir not mounted", "mountPath: /var/run/gammamesh\n",
+     "mountPath: /var/run/gammamesh-x\n"),
+    ("CNI socket host path", "path: /var/run/gammamesh\n", "path: /run/gammamesh\n"),
+    ("CNI conf dir read-only", "mountPath: /host/etc/cni/net.d\n",
+     "mountPath: /host/etc/cni/net.d\n          readOnly: true\n"),
+    ("CNI bin dir elsewhere", "path: /opt/cni/bin\n", "path: /opt/cni/bin2\n"),
+    ("CNI installer capability", "            - ALL\n          seccompProfile",
+     "            - ALL\n            add:\n            - DAC_OVERRIDE\n          seccompProfile"),
+    ("CNI installer mounts more",
+     "        - name: cni-conf\n          mountPath: /host/etc/cni/net.d\n",
+     "        - name: cni-conf\n          mountPath: /host/etc/cni/net.d\n        - name: ca\n"
+     "          mountPath: /ca\n"),
 ]
 
 
@@ -499,6 +676,8 @@ def main(argv):
     ap.add_argument("--waypoint")
     ap.add_argument("--settings-header")
     ap.add_argument("-q", "--quiet", action="store_true")
+    ap.add_argument("--cni-gate", metavar="off|BINDIR,CONFDIR",
+                    help="expect the CNI gate off, or on with these node directories")
     ap.add_argument("files", nargs="+")
     a = ap.parse_args(argv)
     if a.self_test:

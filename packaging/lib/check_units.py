@@ -4,8 +4,10 @@
   check_units.py --ztunnel BIN [--waypoint BIN] [--settings-header H] SYSTEMD_DIR
 
 The hardening and lifecycle settings the packaging promises (packaging/README.md), the
-capability sets, TimeoutStopSec above the daemons' default drain deadline, and every GM_*
-variable named in the units and env files being a setting the daemon knows (`--help`).
+capability sets, TimeoutStopSec above the daemons' default drain deadline, every GM_*
+variable named in the units and env files being a setting the daemon knows (`--help`), and
+sockets named in the env files (GM_CNI_SOCKET) lying in the unit's RuntimeDirectory, the only
+place under ProtectSystem=strict where the daemon can create them.
 Prints one line per problem; exit 1 if there is any.
 """
 import argparse
@@ -41,6 +43,8 @@ UNITS = {
         "namespaces": "net",
         "envfiles": ["-/etc/gammamesh/ztunnel.env"],
         "envexamples": ["ztunnel.env"],
+        # settings whose example value is a socket the daemon creates: it must be shown
+        "sockets": {"GM_CNI_SOCKET"},
     },
     "gammamesh-waypoint@.service": {
         "daemon": "waypoint",
@@ -123,6 +127,13 @@ def main(argv):
                 notes.append("%s: %s: not verifiable (`%s --help` lists no GM_* settings)"
                              % (where, n, daemon))
 
+    def check_socket(ex, i, unit, rundir, setting, value):
+        where = os.path.dirname(value)
+        if not rundir or where not in ("/run/" + rundir, "/var/run/" + rundir):
+            problems.append("%s:%d: %s=%s: %s cannot create it outside its RuntimeDirectory "
+                            "(%s) under ProtectSystem=strict" % (ex, i, setting, value, unit,
+                                                                 rundir))
+
     for name, want in UNITS.items():
         path = os.path.join(a.dir, name)
         try:
@@ -186,6 +197,8 @@ def main(argv):
             names = set()
             for i, line in enumerate(lines, 1):
                 m = re.match(r"^#?(GM_[A-Z0-9_]+)=(.*)$", line)
+                if m and m.group(1) in want.get("sockets", ()):
+                    check_socket(ex, i, name, one("RuntimeDirectory"), m.group(1), m.group(2))
                 if m:
                     names.add(m.group(1))
                     if line[0] != "#" and (m.group(2).startswith(("'", '"')) or "$" in
@@ -194,6 +207,8 @@ def main(argv):
                                         "taken literally or expanded by systemd" % (ex, i))
                 elif line and not line.startswith("#"):
                     problems.append("%s:%d: not a GM_NAME=value line" % (ex, i))
+            for s in sorted(set(want.get("sockets", ())) - names):
+                problems.append("%s: no %s line (show where the socket goes)" % (ex, s))
             check_names(ex, want["daemon"], names)
     for n in sorted(set(notes)):
         print("note: " + n)

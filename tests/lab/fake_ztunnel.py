@@ -9,6 +9,12 @@ lab's "enrolled pods have 15008" wait can be exercised, opens a listener on port
 the netns of every enrolled pod of its node (found through the config dir, like the real one:
 Pod spec.nodeName, annotation gammamesh.io/netns, label gammamesh.io/dataplane-mode). Its
 listeners accept connections and close them at once.
+
+With --cni-socket PATH it answers the CNI gate's socket protocol (one JSON line each way): ADD
+waits until the config dir has the pod, answers not_enrolled for a pod that is not enrolled or
+not on its node, else opens 15008 in the request's netns first and answers captured; DEL
+answers ok; CHECK says whether it listens there. It logs "cni: ADD pod=NS/NAME
+result=…" like the real one.
 """
 
 import argparse
@@ -124,10 +130,121 @@ def open_listener(netns):
     return s
 
 
+class Listeners:
+    """{netns name: (socket, (dev, ino))} shared by the config loop and the CNI socket."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_netns = {}
+
+    def ensure(self, netns, pod):
+        """Listen on 15008 in netns (a name or a path); replaces a listener in a namespace that
+        was re-created under the same name. Raises OSError."""
+        name = os.path.basename(netns)
+        with self.lock:
+            have = self.by_netns.get(name)
+            if have and have[1] == netns_id(name):
+                return
+            if have:
+                have[0].close()
+            self.by_netns[name] = (open_listener(name), netns_id(name))
+            log("listening on 15008 in %s for %s" % (name, pod))
+
+    def sync(self, want):
+        with self.lock:
+            gone = [n for n in self.by_netns
+                    if n not in want or netns_id(n) != self.by_netns[n][1]]
+            for netns in gone:
+                self.by_netns.pop(netns)[0].close()
+                log("closed 15008 in %s" % netns)
+        for netns, pod in want.items():
+            try:
+                self.ensure(netns, pod)
+            except OSError as e:
+                log("cannot listen in %s for %s: %s" % (netns, pod, e))
+
+    def has(self, netns):
+        name = os.path.basename(netns)
+        with self.lock:
+            have = self.by_netns.get(name)
+            return bool(have) and have[1] == netns_id(name)
+
+
+def cni_answer(req, args, listeners):
+    """The reply to one CNI request (see the module's docstring)."""
+    cmd = req.get("command")
+    if cmd == "DEL":
+        return {"result": "ok", "message": ""}
+    if cmd not in ("ADD", "CHECK") or not req.get("netns"):
+        return {"result": "error", "message": "bad request"}
+    key = "%s/%s" % (req.get("namespace"), req.get("pod"))
+    deadline = time.monotonic() + 30
+    while True:
+        objs = read_objects(args.config_dir)
+        pod = [o for o in objs if o.get("kind") == "Pod" and "%s/%s" % (
+            o["metadata"].get("namespace"), o["metadata"].get("name")) == key
+            and (not req.get("uid") or o["metadata"].get("uid") == req["uid"])]
+        if pod:
+            break
+        if time.monotonic() > deadline:
+            return {"result": "error", "message": "pod %s is not in the snapshot" % key}
+        time.sleep(0.1)
+    if "%s/%s" % (pod[0]["metadata"]["namespace"], pod[0]["metadata"]["name"]) not in \
+            enrolled_pods(objs, args.node_name).values():
+        return {"result": "not_enrolled", "message": ""}
+    if cmd == "CHECK":
+        ok = listeners.has(req["netns"])
+        return {"result": "captured" if ok else "error", "message": "" if ok else "not captured"}
+    try:
+        listeners.ensure(req["netns"], key)
+    except OSError as e:
+        return {"result": "error", "message": "cannot listen in %s: %s" % (req["netns"], e)}
+    return {"result": "captured", "message": ""}
+
+
+def cni_conn(conn, args, listeners):
+    with conn:
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 65536:
+            b = conn.recv(65536)
+            if not b:
+                break
+            data += b
+        try:
+            req = json.loads(data)
+            reply = cni_answer(req, args, listeners)
+        except ValueError as e:
+            req, reply = {}, {"result": "error", "message": "bad request: %s" % e}
+        log("cni: %s pod=%s/%s netns=%s result=%s"
+            % (req.get("command"), req.get("namespace"), req.get("pod"), req.get("netns"),
+               reply["result"]))
+        try:
+            conn.sendall((json.dumps(reply) + "\n").encode())
+        except OSError:
+            pass
+
+
+def serve_cni(path, args, listeners):
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
+    s.listen(64)
+    log("cni: listening on %s" % path)
+    while True:
+        conn, _ = s.accept()
+        threading.Thread(target=cni_conn, args=(conn, args, listeners), daemon=True).start()
+
+
 def main():
     p = argparse.ArgumentParser()
-    for flag in ("--config-dir", "--node-name", "--ca-cert", "--ca-key", "--log-format"):
-        p.add_argument(flag, required=flag != "--log-format")
+    for flag in ("--config-dir", "--node-name", "--ca-cert", "--ca-key", "--log-format",
+                 "--cni-socket"):
+        p.add_argument(flag, required=flag not in ("--log-format", "--cni-socket"))
     args, unknown = p.parse_known_args()
     for f in (args.ca_cert, args.ca_key):
         if not os.path.exists(f):
@@ -138,23 +255,15 @@ def main():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     adm = http.server.ThreadingHTTPServer(("127.0.0.1", 15000), Handler)
     threading.Thread(target=adm.serve_forever, daemon=True).start()
-    listeners = {}
+    listeners = Listeners()
+    if args.cni_socket:
+        threading.Thread(target=serve_cni, args=(args.cni_socket, args, listeners),
+                         daemon=True).start()
     while True:
         objs = read_objects(args.config_dir)
         SNAPSHOT.update(snapshot(objs))
-        want = enrolled_pods(objs, args.node_name)
         # a namespace replaced under the same name (`lab recreate-sandbox`) is listened in again
-        gone = [n for n in listeners if n not in want or netns_id(n) != listeners[n][1]]
-        for netns in gone:
-            listeners.pop(netns)[0].close()
-            log("closed 15008 in %s" % netns)
-        for netns, pod in want.items():
-            if netns not in listeners:
-                try:
-                    listeners[netns] = (open_listener(netns), netns_id(netns))
-                    log("listening on 15008 in %s for %s" % (netns, pod))
-                except OSError as e:
-                    log("cannot listen in %s for %s: %s" % (netns, pod, e))
+        listeners.sync(enrolled_pods(objs, args.node_name))
         time.sleep(0.3)
 
 

@@ -5,6 +5,7 @@ checks, naming and readiness rules, and the nft rules it renders.
 """
 
 import glob
+import json
 import os
 import sys
 
@@ -248,3 +249,30 @@ def test_config_file_name_collisions_are_reported():
     files = ok.config_files()
     assert sorted(files) == ["namespace-a.yaml", "service-a-c.yaml"]
     assert files["service-a-c.yaml"]["spec"]["clusterIP"] == ok.st["vips"]["a/c"]
+
+
+def test_cni_invocation_is_kubelets():
+    """The CNI gate's plugin call for a pod (gmlab/cni.py): CNI_* environment and a chained
+    netconf with the pod's address as prevResult; and how a failure is read."""
+    from gmlab import cni
+    cfg = cni.new_config("/run/x/cni", "/b", ["node1", "node2"])
+    assert cfg["sockets"] == {"node1": "/run/x/cni/node1.sock", "node2": "/run/x/cni/node2.sock"}
+    rec = {"ns": "n", "name": "p", "uid": "u-1", "ip": "198.18.2.10", "cni_id": "c" * 64}
+    env, stdin = cni.invocation(cfg, "ADD", rec, "node2", "/run/netns/gmlab-n-p", 7)
+    assert env == {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c" * 64,
+                   "CNI_NETNS": "/run/netns/gmlab-n-p", "CNI_IFNAME": "eth0",
+                   "CNI_PATH": os.path.dirname(cfg["plugin"]),
+                   "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=n;K8S_POD_NAME=p;"
+                               "K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=u-1" % ("c" * 64)}
+    conf = json.loads(stdin)
+    assert conf == {"cniVersion": "1.0.0", "name": "gmlab", "type": "gammamesh-cni",
+                    "socket": "/run/x/cni/node2.sock", "timeout_seconds": 7,
+                    "prevResult": {"cniVersion": "1.0.0",
+                                   "interfaces": [{"name": "eth0",
+                                                   "sandbox": "/run/netns/gmlab-n-p"}],
+                                   "ips": [{"address": "198.18.2.10/32", "interface": 0}]}}
+    assert len(cni.new_container_id()) == 64 != cni.new_container_id()
+    err = json.dumps({"cniVersion": "1.0.0", "code": 999, "msg": "boom", "details": "why"})
+    assert cni.failure_message(1, err, "") == "boom (why)"
+    assert cni.failure_message(1, "not json", "a\nlast line\n") == "last line"
+    assert cni.failure_message(2, "", "") == "exit status 2, no CNI error on stdout"

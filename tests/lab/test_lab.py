@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -108,10 +110,10 @@ def _program(env_name, built, fake):
 class Lab:
     """Runs the lab CLI with this test's environment."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, name=None):
         self.workdir = workdir
         self.run_dir = os.path.join(workdir, "run")
-        self.name = "t%d" % os.getpid()
+        self.name = name or "t%d" % os.getpid()
         self.prefix = "gmlab-%s_" % self.name
         build = os.environ.get("GM_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
         self.env = dict(os.environ, GMLAB_NAME=self.name, GMLAB_RUN=self.run_dir)
@@ -534,6 +536,14 @@ def test_recreate_sandbox_keeps_the_pod_and_replaces_its_netns(lab):
     assert bad.returncode == 1 and "no pod" in bad.stderr, bad
 
 
+def test_cni_gate_is_off_by_default(lab):
+    assert lab.status()["cni"] == {"enabled": False}
+    for d in lab.status()["daemons"]:
+        assert "--cni-socket" not in d["argv"], d
+    assert not os.path.exists(os.path.join(lab.run_dir, "cni"))
+    assert all("cni" not in p for p in lab.status()["pods"])
+
+
 def test_down_removes_everything(lab):
     status = lab.status()
     pids = [d["pid"] for d in status["daemons"]]
@@ -547,3 +557,214 @@ def test_down_removes_everything(lab):
     assert lab("down").returncode == 0      # safe to run twice
     res = lab("exec", "%s/client" % CLIENT_NS, "--", "true", check=False)
     assert res.returncode == 125 and "no lab is up" in res.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The CNI gate (GMLAB_CNI=1): a second lab, with the stand-in plugin fake_cni.py (these tests are
+# about how the lab calls a plugin; tests/e2e/test_cni.py runs the real one), which records every
+# call and fails ADD while a file exists.
+
+CNI_APP = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: cni-mesh
+  labels: {gammamesh.io/dataplane-mode: ambient}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: cni-mesh
+  labels: {app: app}
+spec:
+  containers:
+  - name: echo
+    image: registry.k8s.io/gateway-api/conformance/echo-basic:v1
+    args: ["--port=8080"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: plain
+  namespace: cni-plain
+  labels: {app: plain}
+spec:
+  containers:
+  - name: echo
+    image: registry.k8s.io/gateway-api/conformance/echo-basic:v1
+    args: ["--port=8080"]
+"""
+
+CNI_NEW_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: late
+  namespace: cni-mesh
+  labels: {app: late}
+spec:
+  containers:
+  - name: echo
+    image: registry.k8s.io/gateway-api/conformance/echo-basic:v1
+    args: ["--port=8080"]
+"""
+
+
+@pytest.fixture(scope="module")
+def cni_lab():
+    workdir = tempfile.mkdtemp(prefix="gmlab-cni-test-")
+    lab = Lab(workdir, name="c%d" % os.getpid())
+    lab.record = os.path.join(workdir, "cni-calls.jsonl")
+    lab.fail_file = os.path.join(workdir, "cni-fail")
+    lab.env.update(GMLAB_CNI="1", GMLAB_CNI_PLUGIN=os.path.join(HERE, "fake_cni.py"),
+                   GMLAB_FAKE_CNI_RECORD=lab.record, GMLAB_FAKE_CNI_FAIL_FILE=lab.fail_file)
+    try:
+        lab("up", "--nodes", "2", "--timeout", "60", lab.manifest("cni-app.yaml", CNI_APP))
+        yield lab
+    finally:
+        res = lab("down", check=False)
+        print(res.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cni_calls(lab, pod=None, command=None):
+    """The plugin calls fake_cni.py recorded, oldest first (optionally one pod's, one kind)."""
+    with open(lab.record) as f:
+        calls = [json.loads(line) for line in f if line.strip()]
+    for c in calls:
+        c["args"] = dict(kv.split("=", 1) for kv in c["env"]["CNI_ARGS"].split(";"))
+    return [c for c in calls if (pod is None or c["args"]["K8S_POD_NAME"] == pod)
+            and (command is None or c["env"]["CNI_COMMAND"] == command)]
+
+
+def _cni_pod(lab, ns, name):
+    (p,) = [p for p in lab.pods(ns) if p["name"] == name]
+    return p
+
+
+def test_cni_add_runs_like_kubelet_before_the_programs(cni_lab):
+    """Each pod, enrolled or not, got one ADD with kubelet's environment and a chained netconf
+    (its node's socket, the pod's address as prevResult), after its object was in the config
+    dir and before any of its programs ran; the enrolled pod's ztunnel had captured it when the
+    plugin answered, the other one was not_enrolled."""
+    st = cni_lab.status()
+    gate = st["cni"]
+    assert gate["enabled"] and gate["plugin"].endswith("fake_cni.py"), gate
+    for d in st["daemons"]:
+        node = d["name"][len("ztunnel-"):]
+        i = d["argv"].index("--cni-socket")
+        assert d["argv"][i + 1] == gate["sockets"][node] == \
+            os.path.join(cni_lab.run_dir, "cni", node + ".sock"), d["argv"]
+    for ns, name, reply in (("cni-mesh", "app", "captured"), ("cni-plain", "plain",
+                                                             "not_enrolled")):
+        pod = _cni_pod(cni_lab, ns, name)
+        assert pod["ready"] and pod["processes"], pod
+        (add,) = _cni_calls(cni_lab, name, "ADD")
+        env, conf = add["env"], add["conf"]
+        netns_file = os.path.join("/run/netns", pod["netns"])
+        assert env["CNI_NETNS"] == netns_file
+        assert len(env["CNI_CONTAINERID"]) == 64 and env["CNI_IFNAME"] == "eth0"
+        assert env["CNI_CONTAINERID"] == pod["cni"]["containerID"] and pod["cni"]["added"]
+        assert env["CNI_PATH"] == os.path.dirname(gate["plugin"])
+        uid = cni_lab.config_object("pod", ns, name)["metadata"]["uid"]
+        assert add["args"] == {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": ns,
+                               "K8S_POD_NAME": name, "K8S_POD_UID": uid,
+                               "K8S_POD_INFRA_CONTAINER_ID": env["CNI_CONTAINERID"]}
+        assert conf["type"] == "gammamesh-cni" and conf["cniVersion"] == "1.0.0"
+        assert conf["socket"] == gate["sockets"][pod["node"]]
+        assert 1 <= conf["timeout_seconds"] <= 30
+        assert conf["prevResult"]["ips"] == [{"address": pod["ip"] + "/32", "interface": 0}]
+        assert conf["prevResult"]["interfaces"] == [{"name": "eth0", "sandbox": netns_file}]
+        # published first: ztunnel waits for the pod in its snapshot
+        assert "gammamesh.io/netns: %s" % pod["netns"] in add["config_object"]
+        assert add["pids_in_netns"] == [] and add["pids_in_netns_at_exit"] == [], add
+        assert add["reply"] == {"result": reply, "message": ""}, add
+    log = open(os.path.join(cni_lab.run_dir, "logs", "cni.log")).read()
+    assert "ADD cni-mesh/app container=" in log and "exit 0" in log, log
+
+
+def test_cni_failing_add_holds_the_pod_and_is_retried(cni_lab):
+    """ADD fails: the pod stays not Ready with no process, the command times out with the
+    plugin's msg, which the pod's log and cni.log show; ADD is retried every second (same
+    sandbox) and the pod starts once it succeeds."""
+    with open(cni_lab.fail_file, "w") as f:
+        f.write("ztunnel says boom-4711\n")
+    path = cni_lab.manifest("cni-late.yaml", CNI_NEW_POD)
+    try:
+        t0 = time.monotonic()
+        res = cni_lab("apply", "--timeout", "3", path, check=False)
+        assert res.returncode == 1, res
+        assert "timed out after 3s" in res.stderr and "boom-4711" in res.stderr, res.stderr
+        assert "pod cni-mesh/late: programs not started: CNI ADD failed: ztunnel says " \
+            "boom-4711" in res.stderr, res.stderr
+        late = _cni_pod(cni_lab, "cni-mesh", "late")
+        assert not late["ready"] and late["processes"] == [], late
+        assert late["cni"]["error"] == "ztunnel says boom-4711" and not late["cni"]["added"]
+        assert cni_lab.config_object("pod", "cni-mesh", "late")["status"]["conditions"] == \
+            [{"type": "Ready", "status": "False"}]
+        res = cni_lab("logs", "cni-mesh/late")
+        assert "CNI ADD failed (programs not started): ztunnel says boom-4711" in res.stdout
+        assert "boom-4711" in cni_lab("logs", "cni").stdout
+        adds = _cni_calls(cni_lab, "late", "ADD")
+        assert 2 <= len(adds) <= 5, [a["time"] for a in adds]     # at once, then every 1 s
+        gaps = [b["time"] - a["time"] for a, b in zip(adds, adds[1:])]
+        assert all(0.9 <= g <= 2.0 for g in gaps), gaps
+        assert time.monotonic() - t0 < 10
+        # the plugin starts to succeed while a command waits: the pod starts
+        threading.Timer(1.5, os.unlink, [cni_lab.fail_file]).start()
+        cni_lab("apply", "--timeout", "20", path)
+        late = _cni_pod(cni_lab, "cni-mesh", "late")
+        assert late["ready"] and late["processes"] and late["cni"]["added"], late
+        adds = _cni_calls(cni_lab, "late", "ADD")
+        assert {a["env"]["CNI_CONTAINERID"] for a in adds} == {late["cni"]["containerID"]}
+        assert adds[-1]["reply"]["result"] == "captured" and "failed" not in adds[-1]
+        assert all("failed" in a for a in adds[:-1])
+        assert all(a["pids_in_netns_at_exit"] == [] for a in adds)
+    finally:
+        if os.path.exists(cni_lab.fail_file):
+            os.unlink(cni_lab.fail_file)
+        cni_lab("delete", path)
+    (dele,) = _cni_calls(cni_lab, "late", "DEL")
+    assert dele["env"]["CNI_CONTAINERID"] == late["cni"]["containerID"]
+    assert dele["env"]["CNI_NETNS"] == os.path.join("/run/netns", late["netns"])
+    assert dele["pids_in_netns"] == []      # programs stopped first, the netns still there
+
+
+def test_cni_recreate_sandbox_is_del_then_add_with_a_new_id(cni_lab):
+    before = _cni_pod(cni_lab, "cni-mesh", "app")
+    n = len(_cni_calls(cni_lab, "app"))
+    cni_lab("recreate-sandbox", "--timeout", "30", "cni-mesh/app")
+    after = _cni_pod(cni_lab, "cni-mesh", "app")
+    assert after["ready"] and after["processes"], after
+    dele, add = _cni_calls(cni_lab, "app")[n:]
+    assert dele["env"]["CNI_COMMAND"] == "DEL" and add["env"]["CNI_COMMAND"] == "ADD"
+    assert dele["env"]["CNI_CONTAINERID"] == before["cni"]["containerID"]
+    assert add["env"]["CNI_CONTAINERID"] == after["cni"]["containerID"] != \
+        before["cni"]["containerID"]
+    assert add["env"]["CNI_NETNS"] == dele["env"]["CNI_NETNS"]
+    assert add["pids_in_netns"] == [] and add["pids_in_netns_at_exit"] == []
+    assert add["reply"]["result"] == "captured"
+    # a re-created sandbox whose ADD fails: not Ready, no programs, the msg
+    with open(cni_lab.fail_file, "w") as f:
+        f.write("held-again\n")
+    try:
+        res = cni_lab("recreate-sandbox", "--timeout", "2", "cni-mesh/app", check=False)
+        assert res.returncode == 1 and "CNI ADD failed: held-again" in res.stderr, res.stderr
+        held = _cni_pod(cni_lab, "cni-mesh", "app")
+        assert not held["ready"] and held["processes"] == [], held
+    finally:
+        os.unlink(cni_lab.fail_file)
+    cni_lab("apply", "--timeout", "20", cni_lab.manifest("cni-app.yaml", CNI_APP))
+    back = _cni_pod(cni_lab, "cni-mesh", "app")
+    assert back["ready"] and back["processes"], back
+
+
+def test_cni_down_sends_del_for_every_sandbox(cni_lab):
+    pods = {p["name"]: p["cni"]["containerID"] for p in cni_lab.status()["pods"]}
+    n = len(_cni_calls(cni_lab))
+    cni_lab("down")
+    dels = {c["args"]["K8S_POD_NAME"]: c["env"]["CNI_CONTAINERID"]
+            for c in _cni_calls(cni_lab)[n:] if c["env"]["CNI_COMMAND"] == "DEL"}
+    assert dels == pods
+    assert not os.path.exists(cni_lab.run_dir) and cni_lab.own_netns() == []

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from . import manifest, procs, topology
+from . import cni, manifest, procs, topology
 from .ca import make_ca
 from .cluster import Lab
 from .manifest import LABEL_KEY, LABEL_VALUE
@@ -56,6 +56,8 @@ def cmd_up(args):
     st = new_state(paths, prefix, args.nodes, build, not os.path.isdir(paths.run))
     st["ns_labels"] = ns_labels
     st["api"] = args.api
+    if cni.requested():
+        st["cni"] = _cni_config(paths, build, args.nodes)
     lab = Lab(paths, st)
     lab.apply_objects(objs)
     lab.preflight()              # bad objects or missing programs: fail before building
@@ -70,12 +72,25 @@ def cmd_up(args):
         _build_topology(paths, st)
         lab.reconcile()
         lab.start_ztunnels()
-        lab.start_pending()
+        lab.start_pending(time.monotonic() + args.timeout)
         lab.wait_ready(args.timeout)
         lab.save()
     info("lab is up: %d node(s), %d pod(s) ready, run dir %s"
          % (args.nodes, len(st["pods"]), paths.run))
     return 0
+
+
+def _cni_config(paths, build, nodes):
+    """GMLAB_CNI=1: the plugin must exist, and the sockets' paths fit in a sockaddr_un."""
+    cfg = cni.new_config(paths.cni, build, [topology.node_name(k) for k in range(1, nodes + 1)])
+    if not os.access(cfg["plugin"], os.X_OK):
+        raise LabError("GMLAB_CNI=1 but the CNI plugin is not built: %s is missing (run "
+                       "`meson compile -C %s`, or set GMLAB_CNI_PLUGIN)" % (cfg["plugin"], build))
+    longest = max(cfg["sockets"].values(), key=len)
+    if len(longest.encode()) > cni.SUN_PATH_MAX:
+        raise LabError("GMLAB_CNI=1: the socket path %s is longer than %d bytes; use a shorter "
+                       "GMLAB_RUN" % (longest, cni.SUN_PATH_MAX))
+    return cfg
 
 
 def _refuse_if_up(paths, prefix):
@@ -114,7 +129,7 @@ def cmd_apply(args):
         lab = Lab(paths, load(paths))
         lab.apply_objects(objs)
         lab.reconcile()
-        lab.start_pending()
+        lab.start_pending(time.monotonic() + args.timeout)
         lab.save()
         if not args.no_wait:
             lab.wait_ready(args.timeout)
@@ -194,7 +209,7 @@ def cmd_recreate_sandbox(args):
     with locked(paths):
         lab = Lab(paths, load(paths))
         rec = resolve_target(lab.st, args.target)
-        lab.recreate_sandbox(rec)
+        lab.recreate_sandbox(rec, time.monotonic() + args.timeout)
         lab.save()
         lab.wait_ready(args.timeout)
         lab.save()
@@ -221,6 +236,10 @@ def status_data(st):
             "labels": rec["labels"], "serviceAccount": rec["spec"]["serviceAccountName"],
             "waitPorts": sorted(wait_ports(rec)),
             "processes": [_proc_data(p) for p in rec["procs"]]})
+        if st.get("cni"):
+            pods[-1]["cni"] = {"containerID": rec.get("cni_id"),
+                               "added": bool(rec.get("cni_added")),
+                               "error": rec.get("cni_error")}
     services = []
     for key, body in sorted(lab.services().items()):
         ns, name = key.split("/")
@@ -237,7 +256,16 @@ def status_data(st):
             "configDir": os.path.join(st["run"], "config"),
             "caCert": os.path.join(st["run"], "ca", "ca.crt"),
             "nsLabels": st["ns_labels"], "api": bool(st.get("api")), "nodes": nodes, "pods": pods,
-            "services": services, "daemons": daemons}
+            "services": services, "daemons": daemons, "cni": _cni_data(st)}
+
+
+def _cni_data(st):
+    """The CNI gate: {"enabled": False}, or its plugin, sockets and log."""
+    cfg = st.get("cni")
+    if not cfg:
+        return {"enabled": False}
+    return {"enabled": True, "plugin": cfg["plugin"], "sockets": cfg["sockets"],
+            "log": os.path.join(st["run"], "logs", "cni.log")}
 
 
 def _proc_data(rec):
@@ -258,13 +286,23 @@ def cmd_status(args):
         print(json.dumps(data, indent=2))
         return 0
     print("run dir %s   config %s   build %s" % (data["run"], data["configDir"], data["build"]))
+    gate = data["cni"]
+    print("cni gate %s" % ("on: plugin %s, log %s" % (gate["plugin"], gate["log"])
+                             if gate["enabled"] else "off"))
     print("\nNODES\n" + _table([[n["name"], n["netns"], n["underlayIP"], n["podCIDR"]]
                                for n in data["nodes"]], ["NAME", "NETNS", "UNDERLAY", "PODS"]))
     rows = [[p["namespace"], p["name"], "yes" if p["ready"] else "no", p["ip"], p["node"],
              "yes" if p["enrolled"] else "no",
              ",".join(str(x["pid"]) + ("" if x["alive"] else "(dead)")
                       for x in p["processes"]) or "-"] for p in data["pods"]]
-    print("\nPODS\n" + _table(rows, ["NAMESPACE", "NAME", "READY", "IP", "NODE", "MESH", "PIDS"]))
+    header = ["NAMESPACE", "NAME", "READY", "IP", "NODE", "MESH", "PIDS"]
+    if gate["enabled"]:
+        header.append("CNI")
+        for row, p in zip(rows, data["pods"]):
+            c = p["cni"]
+            row.append("added" if c["added"] else "error: " + c["error"] if c["error"]
+                       else "pending" if c["containerID"] else "-")
+    print("\nPODS\n" + _table(rows, header))
     rows = [[s["namespace"], s["name"], s["vip"] or "None",
              ",".join("%s/%s" % (p["port"], p["protocol"]) for p in s["ports"]),
              len({e.split(":")[0] for p in s["ports"] for e in p["endpoints"]})]
@@ -340,6 +378,7 @@ def cmd_down(args):
     paths = Paths(run_dir())
     st = _load_for_down(paths)
     prefix = st["prefix"] if st else netns_prefix()
+    _cni_del_all(paths, st)
     stopped = _stop_everything(paths, st)
     names = set(st["netns"] if st else []) | \
         {n for n in topology.list_netns() if owns_netns(prefix, n)}
@@ -359,6 +398,16 @@ def _load_for_down(paths):
     except ValueError as e:
         warn("state file %s is unreadable (%s); cleaning up by scanning" % (paths.state, e))
         return None
+
+
+def _cni_del_all(paths, st):
+    """With the CNI gate: DEL for every sandbox, while the ztunnels still run (best effort)."""
+    if not st or not st.get("cni"):
+        return
+    try:
+        Lab(paths, st).cni_del(list(st["pods"].values()))
+    except Exception as e:          # noqa: BLE001 - `down` must go on whatever happens
+        warn("CNI DEL during down: %s" % e)
 
 
 def _stop_everything(paths, st):
@@ -431,7 +480,8 @@ def build_parser():
         "namespaces on this machine, running the real daemons (run as root).",
         epilog="Environment: GMLAB_RUN (run dir, default /run/gmlab), GM_BUILD_DIR, "
         "GMLAB_ZTUNNEL, GMLAB_WAYPOINT, GMLAB_ECHO_SERVER, GMLAB_ZTUNNEL_ARGS, "
-        "GMLAB_WAYPOINT_ARGS, GMLAB_NAME (second lab side by side), GMLAB_VERBOSE.")
+        "GMLAB_WAYPOINT_ARGS, GMLAB_NAME (second lab side by side), GMLAB_VERBOSE, GMLAB_CNI=1 "
+        "(at up: run the gammamesh-cni plugin for every sandbox; GMLAB_CNI_PLUGIN).")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="build the cluster, apply manifests, wait until ready")

@@ -6,6 +6,7 @@ brings pods, addresses and files in line with the objects), start what is not ru
 save. Reconciling is idempotent, so a command that failed half-way can simply be repeated.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import uuid
 
-from . import configdir, kubeproxy, procs, topology
+from . import cni, configdir, kubeproxy, procs, topology
 from .manifest import CLUSTER_SCOPED, display, object_key
 from .state import save
 from .util import LabError, info, now_rfc3339, remove_file, tail, warn, write_atomic
@@ -39,6 +40,8 @@ class Lab:
         self.st = st
         self.prefix = st["prefix"]
         self.progs = st["programs"]
+        self.cni = st.get("cni")      # the CNI gate (GMLAB_CNI=1 at `up`), or None
+        self._cni_retry = {}          # pod key -> monotonic time of its next ADD
 
     def save(self):
         save(self.paths, self.st)
@@ -214,6 +217,8 @@ class Lab:
     def _log_name(self, ns, name):
         """logs/<pod>.log, or <ns>.<pod> when a pod of that name exists in another namespace."""
         taken = {r["logname"] for r in self.st["pods"].values()} | set(self.st["daemons"])
+        if self.cni:
+            taken.add("cni")
         return name if name not in taken else "%s.%s" % (ns, name)
 
     def _create_pod(self, wl):
@@ -235,6 +240,8 @@ class Lab:
         }
         if not wl.bare:
             rec["labels"]["pod-template-hash"] = wl.hash
+        if self.cni:
+            rec["cni_id"] = cni.new_container_id()
         info("creating pod %s/%s on %s (%s)" % (wl.ns, name, spec["nodeName"], ip))
         self.st["pods"]["%s/%s" % (wl.ns, name)] = rec
         self.st["netns"].append(rec["netns"])
@@ -248,6 +255,7 @@ class Lab:
         left = procs.stop([p for r in recs for p in r["procs"]], self.paths)
         for p in left:
             warn("process %d (%s) did not stop" % (p["pid"], p["name"]))
+        self.cni_del(recs)
         for r in recs:
             self._remove_proc(r)
             topology.del_netns(r["netns"])
@@ -256,7 +264,7 @@ class Lab:
                 self.st["netns"].remove(r["netns"])
         self.save()
 
-    def recreate_sandbox(self, rec):
+    def recreate_sandbox(self, rec, deadline=None):
         """What kubelet does when a pod's sandbox dies: the pod object stays as it is (uid, IP,
         Ready), its programs stop, its network namespace is replaced by a new one under the same
         name and address, and its programs start again there. Nothing tells the daemons but the
@@ -268,11 +276,15 @@ class Lab:
         self._remove_proc(rec)
         rec["procs"], rec["started"], rec["restarting"] = [], False, True
         self.save()
+        self.cni_del([rec])
         # the CNI's DEL: the veth goes even when a daemon still holds the old namespace open
         topology.del_link(topology.node_netns(self.prefix, rec["node"]), rec["veth"])
         topology.del_netns(rec["netns"])
         topology.create_pod(self.prefix, rec["node"], rec["netns"], rec["ip"], rec["veth"])
-        self.start_pending()
+        if self.cni:
+            rec["cni_id"] = cni.new_container_id()
+            self.save()
+        self.start_pending(deadline)
 
     # -- programs -----------------------------------------------------------------------------
 
@@ -318,6 +330,9 @@ class Lab:
                 "--ca-key", self.paths.ca_key, "--log-format", "text"]
             if self.st.get("api"):
                 argv += ["--proc-root", os.path.join(self.paths.proc, node)]
+            if self.cni:
+                os.makedirs(self.cni["dir"], mode=0o700, exist_ok=True)
+                argv += ["--cni-socket", self.cni["sockets"][node]]
             argv += self.progs["ztunnel-args"]
             name = "ztunnel-" + node
             info("starting %s" % name)
@@ -326,16 +341,96 @@ class Lab:
             self.st["daemons"][name] = rec
             self.save()
 
-    def start_pending(self):
-        """Start the programs of every pod that has not been started yet."""
-        for rec in sorted(self.st["pods"].values(), key=lambda r: (r["ns"], r["name"])):
-            if rec["started"]:
-                continue
+    def start_pending(self, deadline=None):
+        """Start the programs of every pod that has not been started yet (with the CNI gate:
+        of those whose sandbox the plugin's ADD admitted; `deadline`, a time.monotonic(),
+        bounds the ADD's timeout_seconds)."""
+        pending = [r for r in sorted(self.st["pods"].values(), key=lambda r: (r["ns"], r["name"]))
+                   if not r["started"]]
+        if self.cni:
+            pending = self._cni_add(pending, deadline)
+        for rec in pending:
             for c in rec["spec"]["containers"]:
                 self._start_container(rec, c)
             rec["started"] = True
             self._write_proc(rec)
             self.save()
+
+    # -- the CNI gate -------------------------------------------------------------------------
+
+    def _cni_call(self, command, rec, timeout_seconds):
+        env, stdin = cni.invocation(self.cni, command, rec, rec["spec"]["nodeName"],
+                                    os.path.join(topology.NETNS_DIR, rec["netns"]),
+                                    timeout_seconds)
+        return cni.run_plugin(self.cni, env, stdin, timeout_seconds + 5, self.paths.log("cni"),
+                              "%s/%s" % (rec["ns"], rec["name"]))
+
+    def _cni_add(self, recs, deadline):
+        """Run ADD, as kubelet does once the sandbox's network is set up, for the pods among
+        recs that are due (a failed ADD is retried a second later; a node whose ztunnel has no
+        socket yet is waited for, so no pod starts before the gate can hold it). Returns the
+        pods whose programs may start."""
+        now = time.monotonic()
+        admitted, due = [], []
+        for rec in recs:
+            key = "%s/%s" % (rec["ns"], rec["name"])
+            if rec.get("cni_added"):
+                admitted.append(rec)
+            elif self._cni_retry.get(key, 0) <= now and \
+                    cni.socket_ready(self.cni["sockets"][rec["spec"]["nodeName"]]):
+                due.append(rec)
+        if not due:
+            return admitted
+        left = cni.ADD_TIMEOUT_MAX if deadline is None else deadline - now
+        timeout = max(1, min(cni.ADD_TIMEOUT_MAX, int(left)))
+        results = cni.run_parallel([functools.partial(self._cni_call, "ADD", rec, timeout)
+                                    for rec in due])
+        changed = False
+        for rec, (rc, out, err) in zip(due, results):
+            key = "%s/%s" % (rec["ns"], rec["name"])
+            if rc == 0:
+                rec["cni_added"] = True
+                rec.pop("cni_error", None)
+                admitted.append(rec)
+                continue
+            msg = cni.failure_message(rc, out, err)
+            if rec.get("cni_error") != msg:
+                warn("pod %s: CNI ADD failed: %s (its programs wait; retrying every second)"
+                     % (key, msg))
+                with open(self.paths.log(rec["logname"]), "a") as f:
+                    f.write("--- %s lab: CNI ADD failed (programs not started): %s\n"
+                            % (now_rfc3339(), msg))
+            rec["cni_error"] = msg
+            self._cni_retry[key] = time.monotonic() + 1.0
+            if rec["ready"]:       # a re-created sandbox that the gate holds
+                rec["ready"] = False
+                changed = True
+        if changed:
+            self.sync()
+        self.save()
+        return admitted
+
+    def cni_del(self, recs):
+        """DEL for the sandboxes of recs (best effort: failures are only logged in cni.log)."""
+        recs = [r for r in recs if r.get("cni_id")]
+        if not self.cni or not recs:
+            return
+        cni.run_parallel([functools.partial(self._cni_call, "DEL", r, cni.DEL_TIMEOUT)
+                          for r in recs])
+        for r in recs:
+            for k in ("cni_id", "cni_added", "cni_error"):
+                r.pop(k, None)
+        self.save()
+
+    def cni_problem(self, rec):
+        """Why a pod's programs have not started (the CNI gate holds them)."""
+        if rec.get("cni_error"):
+            return "CNI ADD failed: %s" % rec["cni_error"]
+        node = rec["spec"]["nodeName"]
+        if self.cni and not cni.socket_ready(self.cni["sockets"][node]):
+            return "waiting for ztunnel-%s to open its CNI socket %s" \
+                % (node, self.cni["sockets"][node])
+        return "its CNI ADD has not run yet"
 
     def _proc_dirs(self, rec):
         node = topology.node_name(rec["node"])
@@ -557,6 +652,8 @@ class Lab:
         /healthz/ready with 200 and every enrolled pod has 15008 open; LabError on timeout."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.cni:
+                self.start_pending(deadline)
             problems = self.check_ready()
             if not problems:
                 return
@@ -577,13 +674,17 @@ class Lab:
             changed |= self._check_pod_alive(rec)
             if (rec["ready"] and not rec.get("restarting")) or rec.get("failed"):
                 continue
+            if not rec["started"]:
+                problems.append("pod %s/%s: programs not started: %s"
+                                % (rec["ns"], rec["name"], self.cni_problem(rec)))
+                continue
             listening[rec["netns"]] = topology.listening_tcp_ports(rec["netns"])
             missing = sorted(wait_ports(rec) - listening[rec["netns"]])
             if missing:
                 problems.append("pod %s/%s: nothing listens on port %s yet (log: %s)"
                                 % (rec["ns"], rec["name"], ",".join(map(str, missing)),
                                    self.paths.log(rec["logname"])))
-            elif rec.pop("restarting", False):
+            elif rec.pop("restarting", False) and rec["ready"]:
                 pass  # a re-created sandbox: Ready throughout, as its pod object says
             else:
                 rec["ready"] = changed = True

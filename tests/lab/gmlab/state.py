@@ -7,6 +7,7 @@ Environment:
   GM_BUILD_DIR  build directory with the daemons (default <repo>/build)
   GMLAB_ZTUNNEL, GMLAB_WAYPOINT, GMLAB_ECHO_SERVER  override one program's path
   GMLAB_ZTUNNEL_ARGS, GMLAB_WAYPOINT_ARGS  extra arguments (shell words) for the daemons
+  GMLAB_CNI=1, GMLAB_CNI_PLUGIN  the CNI gate (gmlab/cni.py)
 """
 
 import contextlib
@@ -77,7 +78,7 @@ class Paths:
     """The files and directories inside one run directory."""
 
     # Everything the lab creates directly under the run directory (removed by `down`).
-    ENTRIES = ("state.json", "lock", "logs", "config", "ca", "pids", "api", "proc")
+    ENTRIES = ("state.json", "lock", "logs", "config", "ca", "pids", "api", "proc", "cni")
 
     def __init__(self, run):
         self.run = run
@@ -94,6 +95,7 @@ class Paths:
         self.api_token = os.path.join(self.api, "token")
         self.api_ca = os.path.join(self.api, "api-ca.crt")
         self.proc = os.path.join(run, "proc")            # lab up --api: a /proc per node
+        self.cni = os.path.join(run, "cni")              # GMLAB_CNI=1: ztunnels' CNI sockets
 
     def log(self, name):
         return os.path.join(self.logs, name + ".log")
