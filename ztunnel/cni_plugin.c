@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -443,44 +444,24 @@ static int copy_self(const char *bin_dir)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gammamesh-cni install --bin-dir DIR --conf-dir DIR [--socket PATH] "
-               "[--timeout SECONDS]\n"
+               "[--timeout SECONDS] [--watch SECONDS]\n"
                "       gammamesh-cni uninstall --conf-dir DIR [--bin-dir DIR]\n"
                "       (as a CNI plugin: CNI_COMMAND and the network configuration on stdin)\n");
 }
 
-static int run_install(int argc, char **argv, bool install)
-{
-    const char *bin_dir = NULL, *conf_dir = NULL, *sock = ZT_CNI_DEFAULT_SOCK;
-    long timeout = 30;
+struct install_opts {
+    const char *bin_dir, *conf_dir, *sock;
+    long timeout; /* timeout_seconds of the entry */
+    long watch;   /* install: check again this often, in seconds (0: once) */
+};
 
-    for (int i = 2; i < argc; i++) {
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (val && strcmp(argv[i], "--bin-dir") == 0)
-            bin_dir = val;
-        else if (val && strcmp(argv[i], "--conf-dir") == 0)
-            conf_dir = val;
-        else if (val && strcmp(argv[i], "--socket") == 0 && install)
-            sock = val;
-        else if (val && strcmp(argv[i], "--timeout") == 0 && install) {
-            char *end;
-            timeout = strtol(val, &end, 10);
-            if (end == val || *end != '\0')
-                timeout = -1;
-        } else {
-            usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (conf_dir == NULL || (install && bin_dir == NULL) || timeout < 1 || timeout > 600 ||
-        sock[0] != '/') {
-        usage(stderr);
-        return 2;
-    }
+/* Adds our entry to the first conflist (install) or removes it from every one (uninstall). */
+static int apply(const struct install_opts *o, bool install)
+{
     int n = 0;
-    char **files = conflists(conf_dir, &n);
+    char **files = conflists(o->conf_dir, &n);
     if (files == NULL) {
-        fprintf(stderr, "gammamesh-cni: %s: %s\n", conf_dir, strerror(errno));
+        fprintf(stderr, "gammamesh-cni: %s: %s\n", o->conf_dir, strerror(errno));
         return 1;
     }
     int rc = 0;
@@ -489,13 +470,14 @@ static int run_install(int argc, char **argv, bool install)
             fprintf(stderr,
                     "gammamesh-cni: no *.conflist in %s: install the network plugin "
                     "first (or wait for it)\n",
-                    conf_dir);
+                    o->conf_dir);
             free_list(files);
             return 1;
         }
-        int e = copy_self(bin_dir);
+        int e = copy_self(o->bin_dir);
         if (e < 0) {
-            fprintf(stderr, "gammamesh-cni: copying the plugin to %s: %s\n", bin_dir, strerror(-e));
+            fprintf(stderr, "gammamesh-cni: copying the plugin to %s: %s\n", o->bin_dir,
+                    strerror(-e));
             free_list(files);
             return 1;
         }
@@ -503,7 +485,7 @@ static int run_install(int argc, char **argv, bool install)
     for (int i = 0; i < n && (install ? i < 1 : 1); i++) {
         char path[600];
         json_error_t jerr;
-        snprintf(path, sizeof(path), "%s/%s", conf_dir, files[i]);
+        snprintf(path, sizeof(path), "%s/%s", o->conf_dir, files[i]);
         json_t *conf = json_load_file(path, JSON_PRESERVE_ORDER, &jerr);
         json_t *plugins = json_object_get(conf, "plugins");
         if (!json_is_array(plugins)) {
@@ -516,10 +498,10 @@ static int run_install(int argc, char **argv, bool install)
         size_t removed = strip_ours(plugins);
         if (install)
             json_array_append_new(plugins,
-                                  json_pack("{s:s, s:s, s:I}", "type", PLUGIN_TYPE, "socket", sock,
-                                            "timeout_seconds", (json_int_t)timeout));
+                                  json_pack("{s:s, s:s, s:I}", "type", PLUGIN_TYPE, "socket",
+                                            o->sock, "timeout_seconds", (json_int_t)o->timeout));
         if (install || removed) {
-            int e = save_conf(conf_dir, files[i], conf);
+            int e = save_conf(o->conf_dir, files[i], conf);
             if (e < 0) {
                 fprintf(stderr, "gammamesh-cni: writing %s: %s\n", path, strerror(-e));
                 rc = 1;
@@ -531,15 +513,129 @@ static int run_install(int argc, char **argv, bool install)
         json_decref(conf);
     }
     free_list(files);
-    if (!install && bin_dir) {
+    if (!install && o->bin_dir) {
         char path[600];
-        snprintf(path, sizeof(path), "%s/%s", bin_dir, PLUGIN_TYPE);
+        snprintf(path, sizeof(path), "%s/%s", o->bin_dir, PLUGIN_TYPE);
         if (unlink(path) < 0 && errno != ENOENT) {
             fprintf(stderr, "gammamesh-cni: %s: %s\n", path, strerror(errno));
             rc = 1;
         }
     }
     return rc;
+}
+
+/* Is the plugin in the bin dir and in the first conflist once, as configured? Its place in the
+ * list is not checked: another chained plugin that also appends itself must not make the two
+ * rewrite the file in turn forever. */
+static bool chained(const struct install_opts *o)
+{
+    char path[600];
+    struct stat st;
+    int n = 0, ours = 0;
+    bool same = false;
+
+    snprintf(path, sizeof(path), "%s/%s", o->bin_dir, PLUGIN_TYPE);
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return false;
+    char **files = conflists(o->conf_dir, &n);
+    if (files && n > 0) {
+        snprintf(path, sizeof(path), "%s/%s", o->conf_dir, files[0]);
+        json_t *conf = json_load_file(path, 0, NULL);
+        size_t i;
+        json_t *p;
+        json_array_foreach(json_object_get(conf, "plugins"), i, p)
+        {
+            const char *t = json_string_value(json_object_get(p, "type"));
+            const char *sk = json_string_value(json_object_get(p, "socket"));
+            json_t *to = json_object_get(p, "timeout_seconds");
+            if (t && strcmp(t, PLUGIN_TYPE) == 0) {
+                ours++;
+                same = sk && strcmp(sk, o->sock) == 0 && json_is_integer(to) &&
+                       json_integer_value(to) == o->timeout;
+            }
+        }
+        json_decref(conf);
+    }
+    free_list(files);
+    return ours == 1 && same;
+}
+
+static volatile sig_atomic_t watch_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    watch_stop = 1;
+}
+
+/* install --watch: install, then put the entry back whenever the network plugin rewrites its
+ * configuration (kindnetd, Calico and Cilium do when they restart). SIGTERM ends it and leaves
+ * the entry: a ztunnel that is not running lets pods through anyway. */
+static int watch(const struct install_opts *o)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    (void)apply(o, true);
+    fprintf(stderr, "gammamesh-cni: checking %s and %s every %ld s\n", o->conf_dir, o->bin_dir,
+            o->watch);
+    while (!watch_stop) {
+        struct timespec ts = {.tv_sec = o->watch};
+        while (!watch_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        if (!watch_stop && !chained(o)) {
+            fprintf(stderr, "gammamesh-cni: the plugin is missing from the chain (was the "
+                            "network configuration rewritten?): installing again\n");
+            (void)apply(o, true);
+        }
+    }
+    fprintf(stderr, "gammamesh-cni: stopped watching; the plugin stays chained\n");
+    return 0;
+}
+
+static bool parse_seconds(const char *val, long max, long *out)
+{
+    char *end;
+    long v = strtol(val, &end, 10);
+
+    if (end == val || *end != '\0' || v < 1 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int run_install(int argc, char **argv, bool install)
+{
+    struct install_opts o = {.sock = ZT_CNI_DEFAULT_SOCK, .timeout = 30};
+
+    for (int i = 2; i < argc; i++) {
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = val != NULL;
+        if (ok && strcmp(argv[i], "--bin-dir") == 0)
+            o.bin_dir = val;
+        else if (ok && strcmp(argv[i], "--conf-dir") == 0)
+            o.conf_dir = val;
+        else if (ok && install && strcmp(argv[i], "--socket") == 0)
+            o.sock = val;
+        else if (ok && install && strcmp(argv[i], "--timeout") == 0)
+            ok = parse_seconds(val, 600, &o.timeout);
+        else if (ok && install && strcmp(argv[i], "--watch") == 0)
+            ok = parse_seconds(val, 86400, &o.watch);
+        else
+            ok = false;
+        if (!ok) {
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (o.conf_dir == NULL || (install && o.bin_dir == NULL) || o.sock[0] != '/') {
+        usage(stderr);
+        return 2;
+    }
+    return install && o.watch ? watch(&o) : apply(&o, install);
 }
 
 int main(int argc, char **argv)

@@ -46,7 +46,7 @@ READ_VERBS = {"get", "list", "watch"}
 ZTUNNEL_CAPS = {"NET_ADMIN", "SYS_ADMIN", "NET_RAW", "SYS_PTRACE"}
 # The CNI gate: `gammamesh-cni install` in an init container of the ztunnel DaemonSet.
 CNI_PLUGIN = "/usr/sbin/gammamesh-cni"
-CNI_INSTALL_FLAGS = ("--bin-dir", "--conf-dir", "--socket", "--timeout")
+CNI_INSTALL_FLAGS = ("--bin-dir", "--conf-dir", "--socket", "--timeout", "--watch")
 
 
 class Checker:
@@ -219,8 +219,11 @@ class Checker:
             if names.count(n) > 1:
                 self.problem(w, "container name %s used twice" % n)
         for c in inits:
-            used |= self.check_init_container(w, c, volumes)
+            used |= self.check_cni_container(w, c, volumes, "init container")
         for c in containers:
+            if (c.get("command") or [None])[0] == CNI_PLUGIN:  # cni-watch: checked by check_cni
+                used |= self.check_cni_container(w, c, volumes, "container")
+                continue
             cw = "%s: container %s" % (w, c.get("name"))
             if not isinstance(c.get("name"), str) or not DNS_LABEL.match(c["name"]):
                 self.problem(cw, "bad container name")
@@ -328,9 +331,10 @@ class Checker:
             if v not in used:
                 self.problem(w, "volume %s is not mounted" % v)
 
-    def check_init_container(self, w, c, volumes):
-        """What every init container needs; returns the names of the volumes it mounts."""
-        cw = "%s: init container %s" % (w, c.get("name"))
+    def check_cni_container(self, w, c, volumes, kind):
+        """What every init container, and the cni-watch container, need (they run the plugin's
+        installer); returns the names of the volumes it mounts."""
+        cw = "%s: %s %s" % (w, kind, c.get("name"))
         if not isinstance(c.get("name"), str) or not DNS_LABEL.match(c["name"]):
             self.problem(cw, "bad container name")
         if not isinstance(c.get("image"), str) or not c["image"]:
@@ -405,9 +409,42 @@ class Checker:
             if m.get("name") in mounted:
                 self.problem(w, "container ztunnel mounts the CNI directory volume %s"
                              % m.get("name"))
+        if "--watch" in flags:
+            self.problem(cw, "--watch in an init container: it never ends, the pod never starts")
+        self.check_cni_watch(w, pod, ic, flags)
         if isinstance(sock, str):
             self.check_cni_socket(w, sock, zt, volumes)
         return host.get("--bin-dir"), host.get("--conf-dir")
+
+    def check_cni_watch(self, w, pod, ic, init_flags):
+        """The cni-watch container: the installer of the init container with --watch, on the
+        same image, mounts and flags (it re-adds the very entry the init container wrote)."""
+        watchers = [c for c in pod.get("containers") or []
+                    if (c.get("command") or [None])[0] == CNI_PLUGIN]
+        if len(watchers) != 1:
+            self.problem(w, "%d containers run the CNI installer; expected one cni-watch "
+                            "(without it a rewritten network configuration drops the gate)"
+                         % len(watchers))
+            return
+        c = watchers[0]
+        cw = "%s: container %s" % (w, c.get("name"))
+        flags = self.cni_install_flags(cw, (c.get("command") or []) + (c.get("args") or []))
+        t = flags.pop("--watch", None)
+        if t is None or not (t.isdigit() and 1 <= int(t) <= 86400):
+            self.problem(cw, "needs --watch with whole seconds, 1..86400 (got %r)" % (t,))
+        init_flags = {k: v for k, v in init_flags.items() if k != "--watch"}
+        if flags != init_flags:
+            self.problem(cw, "installs %s, the init container %s: they must write the same "
+                             "entry" % (flags, init_flags))
+        if c.get("image") != ic.get("image") or c.get("imagePullPolicy") != ic.get(
+                "imagePullPolicy"):
+            self.problem(cw, "must use the init container's image and pull policy")
+        strip = lambda ms: sorted((m.get("name"), m.get("mountPath"), bool(m.get("readOnly")))
+                                  for m in ms or [])
+        if strip(c.get("volumeMounts")) != strip(ic.get("volumeMounts")):
+            self.problem(cw, "must mount exactly what the init container mounts")
+        if not ((c.get("resources") or {}).get("limits") or {}).get("memory"):
+            self.problem(cw, "needs a memory limit")
 
     def cni_install_flags(self, cw, argv):
         flags = {}
@@ -639,6 +676,17 @@ MUTATIONS = [
     ("CNI bin dir elsewhere", "path: /opt/cni/bin\n", "path: /opt/cni/bin2\n"),
     ("CNI installer capability", "            - ALL\n          seccompProfile",
      "            - ALL\n            add:\n            - DAC_OVERRIDE\n          seccompProfile"),
+    ("CNI watcher never watches", '        - --watch\n        - "10"\n', ""),
+    ("CNI init container watches",
+     "        - /usr/sbin/gammamesh-cni\n        - install\n",
+     '        - /usr/sbin/gammamesh-cni\n        - install\n        - --watch\n        - "5"\n'),
+    ("CNI watcher lost",
+     "        - /usr/sbin/gammamesh-cni\n        - install\n        - --bin-dir\n"
+     "        - /host/opt/cni/bin\n        - --conf-dir\n        - /host/etc/cni/net.d\n"
+     "        - --socket\n        - /var/run/gammamesh/cni.sock\n        - --watch\n",
+     "        - /bin/sleep\n        - install\n        - --bin-dir\n"
+     "        - /host/opt/cni/bin\n        - --conf-dir\n        - /host/etc/cni/net.d\n"
+     "        - --socket\n        - /var/run/gammamesh/cni.sock\n        - --watch\n"),
     ("CNI installer mounts more",
      "        - name: cni-conf\n          mountPath: /host/etc/cni/net.d\n",
      "        - name: cni-conf\n          mountPath: /host/etc/cni/net.d\n        - name: ca\n"

@@ -530,3 +530,43 @@ def test_install_without_conflist_fails(cni_dirs):
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert "conflist" in (res.stderr + res.stdout).lower(), res.stderr
     assert sorted(p.name for p in conf_dir.iterdir()) == ["10-bridge.conf"]
+
+
+def test_install_watch_puts_the_entry_back_after_a_rewrite(cni_dirs):
+    """`install --watch`: the network plugin rewriting its conflist (kindnetd does when it
+    restarts) loses the entry; the watcher adds it back, leaves another plugin appended after it
+    alone (no tug of war), and stops on SIGTERM leaving the entry in place."""
+    import signal
+    import subprocess
+    bin_dir, conf_dir = cni_dirs
+    first = conf_dir / "10-k8s.conflist"
+    first.write_text(json.dumps(CONFLIST))
+
+    def types():
+        return [p["type"] for p in json.loads(first.read_text())["plugins"]]
+
+    p = subprocess.Popen([str(PLUGIN), "install", "--bin-dir", str(bin_dir), "--conf-dir",
+                          str(conf_dir), "--watch", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: types() == ["bridge", "portmap", "gammamesh-cni"], 5,
+                 what="the first install")
+        first.write_text(json.dumps(CONFLIST))      # the network plugin rewrites it
+        wait_for(lambda: types() == ["bridge", "portmap", "gammamesh-cni"], 5,
+                 what="the entry to come back")
+        conf = json.loads(first.read_text())
+        conf["plugins"].append({"type": "other-chained"})
+        first.write_text(json.dumps(conf))
+        time.sleep(2.5)
+        assert types() == ["bridge", "portmap", "gammamesh-cni", "other-chained"], types()
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert "installing again" in err and err.count("chained into") == 2, err
+    assert types() == ["bridge", "portmap", "gammamesh-cni", "other-chained"]
+    for bad in (["--watch", "0"], ["--watch", "1x"], ["--timeout", "30x"]):
+        res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir, *bad)
+        assert res.returncode == 2 and "usage" in res.stderr, (bad, res)
