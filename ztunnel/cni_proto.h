@@ -1,6 +1,8 @@
 /* The CNI gate's wire format, shared by ztunnel (ztunnel/cni.c) and the plugin
  * (ztunnel/cni_plugin.c). One request per connection on a Unix stream socket: a JSON object and
- * "\n" each way, then close.
+ * "\n" each way, then close. The client keeps its side open until the reply: ztunnel takes an
+ * end of stream before it as the plugin having given up (the sandbox fails), and drops the netns
+ * the request named.
  *
  *   request  {"command":"ADD"|"DEL"|"CHECK", "container_id":"…", "netns":"/path",
  *             "namespace":"ns", "pod":"name", "uid":"…", "ips":["10.244.1.5"],
