@@ -243,6 +243,47 @@ def test_an_unknown_pod_passes_only_outside_the_mesh(lab, client):
     assert "table ip gammamesh" in lab.nft_tables(client["netns"])
 
 
+def test_hostile_requests_get_an_error_and_the_gate_keeps_answering(lab, client):
+    """Garbage, a request too long, bad fields, a client that vanishes mid-request: each is
+    refused or dropped, ztunnel stays up, and a proper CHECK is still answered."""
+    sock = lab.status(fresh=True)["cni"]["sockets"][client["node"]]
+
+    def ask(data, shut=False):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(sock)
+        try:
+            s.sendall(data)
+            if shut:
+                return None
+            buf = b""
+            while not buf.endswith(b"\n"):
+                b = s.recv(4096)
+                if not b:
+                    break
+                buf += b
+            return json.loads(buf)
+        finally:
+            s.close()
+
+    for data, why in ((b"garbage\n", "not a JSON object"),
+                      (b"[1,2]\n", "not a JSON object"),
+                      (b'{"command":"ADD","netns":"/run/netns/../etc","namespace":"demo",'
+                       b'"pod":"x"}\n', "netns"),
+                      (b'{"command":"ADD","netns":"/run/netns/x","namespace":"Demo!",'
+                       b'"pod":"x"}\n', "Kubernetes names"),
+                      (b"{" + b" " * 70000, "longer than")):
+        reply = ask(data)
+        assert reply["result"] == "error" and why in reply["message"], (data[:60], reply)
+    ask(b'{"command":"ADD","netns":"/run/netns/x",', shut=True)   # vanishes mid-request
+    reply = ask((json.dumps({"command": "CHECK", "netns": "/run/netns/" + client["netns"],
+                             "namespace": "demo", "pod": client["name"]}) + "\n").encode())
+    assert reply["result"] == "captured", reply
+    m = metric_sum(lab.metrics(client["node"]), "gammamesh_ztunnel_cni_requests_total",
+                   command="CHECK", result="captured")
+    assert m >= 1, m
+
+
 # ---------------------------------------------------------------------------------------------
 # the plugin alone
 
