@@ -166,8 +166,10 @@ static const struct gm_workload *request_pod(struct zt_cni *g, const struct zt_c
     const struct gm_snapshot *s = g->zt->pods.snap;
     const struct gm_workload *w = s ? gm_snapshot_workload(s, r->namespace, r->pod) : NULL;
 
-    if (w && r->uid[0] && strcmp(w->uid, r->uid) != 0)
-        return NULL; /* an older pod of the same name: wait for the new one */
+    /* an older pod of the same name: wait for the new one (an object without a uid, from a
+     * configuration directory, has "ns/name" as its uid and is taken by name) */
+    if (w && r->uid[0] && !strchr(w->uid, '/') && strcmp(w->uid, r->uid) != 0)
+        return NULL;
     return w;
 }
 
