@@ -1,6 +1,6 @@
 """The CNI gate (`GMLAB_CNI=1 lab up`): the lab runs the gammamesh-cni plugin for every pod
 sandbox as kubelet does for a chained plugin, and starts a pod's programs only once ADD
-succeeded (docs: /tmp/gm/cni-spec.md, README.md here).
+succeeded (the contract: ztunnel/cni_proto.h and the top README; the lab side: README.md here).
 
 Environment (read at `lab up`, kept in the state):
   GMLAB_CNI=1       turn the gate on: each node's ztunnel gets `--cni-socket <run>/cni/nodeK.sock`
