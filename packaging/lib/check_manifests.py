@@ -268,15 +268,8 @@ class Checker:
                         self.problem(cw, "%s port %r is not a container port" % (probe, port))
                     if port != 15021 and port != "status":
                         self.problem(cw, "%s should use the readiness port 15021" % probe)
-            mounts = set()
+            mounts = self.check_mounts(cw, c, volumes, used)
             for m in c.get("volumeMounts") or []:
-                if m.get("name") not in volumes:
-                    self.problem(cw, "volumeMount %s: no such volume" % m.get("name"))
-                used.add(m.get("name"))
-                mp = m.get("mountPath")
-                if not isinstance(mp, str) or not mp.startswith("/") or mp in mounts:
-                    self.problem(cw, "bad or duplicate mountPath %r" % (mp,))
-                mounts.add(mp)
                 prop = m.get("mountPropagation")
                 if prop not in (None, "None", "HostToContainer", "Bidirectional"):
                     self.problem(cw, "bad mountPropagation %r" % prop)
@@ -331,6 +324,20 @@ class Checker:
             if v not in used:
                 self.problem(w, "volume %s is not mounted" % v)
 
+    def check_mounts(self, cw, c, volumes, used):
+        """Each volumeMount names a volume (added to used) at a distinct absolute path; returns
+        the mount paths."""
+        mounts = set()
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") not in volumes:
+                self.problem(cw, "volumeMount %s: no such volume" % m.get("name"))
+            used.add(m.get("name"))
+            mp = m.get("mountPath")
+            if not isinstance(mp, str) or not mp.startswith("/") or mp in mounts:
+                self.problem(cw, "bad or duplicate mountPath %r" % (mp,))
+            mounts.add(mp)
+        return mounts
+
     def check_cni_container(self, w, c, volumes, kind):
         """What every init container, and the cni-watch container, need (they run the plugin's
         installer); returns the names of the volumes it mounts."""
@@ -341,15 +348,8 @@ class Checker:
             self.problem(cw, "no image")
         if (c.get("command") or [None])[0] != CNI_PLUGIN:
             self.problem(cw, "the only init container runs %s install" % CNI_PLUGIN)
-        used, mounts = set(), set()
-        for m in c.get("volumeMounts") or []:
-            if m.get("name") not in volumes:
-                self.problem(cw, "volumeMount %s: no such volume" % m.get("name"))
-            used.add(m.get("name"))
-            mp = m.get("mountPath")
-            if not isinstance(mp, str) or not mp.startswith("/") or mp in mounts:
-                self.problem(cw, "bad or duplicate mountPath %r" % (mp,))
-            mounts.add(mp)
+        used = set()
+        self.check_mounts(cw, c, volumes, used)
         sc = c.get("securityContext") or {}
         caps = sc.get("capabilities") or {}
         if "ALL" not in (caps.get("drop") or []) or caps.get("add"):

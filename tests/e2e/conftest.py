@@ -399,6 +399,20 @@ def metric_sum(samples, name, **labels):
                if n == name and all(l.get(k) == val for k, val in labels.items()))
 
 
+# The demo's pods, for the modules whose module-scoped `lab` runs the demo manifests.
+@pytest.fixture(scope="module")
+def client(lab):
+    return lab.pod("demo", app="client")
+
+
+@pytest.fixture(scope="module")
+def remote_b(lab, client):
+    """A service-b pod on the other node than the client."""
+    far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]]
+    assert far, "the demo lab should put a service-b pod on another node than the client"
+    return far[0]
+
+
 # ---------------------------------------------------------------------------------------------
 # small programs run inside pod namespaces (python3 -c)
 

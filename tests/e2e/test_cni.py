@@ -61,18 +61,6 @@ def lab(request, tmp_path_factory):
     return lab
 
 
-@pytest.fixture(scope="module")
-def client(lab):
-    return lab.pod("demo", app="client")
-
-
-@pytest.fixture(scope="module")
-def remote_b(lab, client):
-    far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]]
-    assert far, "the demo lab should put a service-b pod on another node than the client"
-    return far[0]
-
-
 def netns_inode(pod):
     return os.stat(os.path.join("/run/netns", pod["netns"])).st_ino
 

@@ -69,11 +69,6 @@ def lab(request, tmp_path_factory):
     return lab
 
 
-@pytest.fixture(scope="module")
-def client(lab):
-    return lab.pod("demo", app="client")
-
-
 def dump(lab, node):
     status, body = lab.http_get(node, 15000, "/config_dump")
     assert status == 200, body

@@ -143,18 +143,6 @@ def lab(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(lab):
-    return lab.pod("demo", app="client")
-
-
-@pytest.fixture(scope="module")
-def remote_b(lab, client):
-    far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]]
-    assert far, "the demo lab should put a service-b pod on another node than the client"
-    return far[0]
-
-
-@pytest.fixture(scope="module")
 def plain_pods(lab):
     pods = lab.pods("plain", app="plain-echo")
     assert len(pods) == 2 and not any(p["enrolled"] for p in pods), pods

@@ -21,19 +21,6 @@ def lab(request, tmp_path_factory):
     return lab
 
 
-@pytest.fixture(scope="module")
-def client(lab):
-    return lab.pod("demo", app="client")
-
-
-@pytest.fixture(scope="module")
-def remote_b(lab, client):
-    """A service-b pod on the other node than the client."""
-    far = [p for p in lab.pods("demo", app="service-b") if p["node"] != client["node"]]
-    assert far, "the demo lab should put a service-b pod on another node than the client"
-    return far[0]
-
-
 # N connections, one HTTP/1.1 request each (Connection: close); prints the JSON list of
 # (status line, Hostname) per connection.
 MANY_GETS = r"""
