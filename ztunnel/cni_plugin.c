@@ -354,8 +354,9 @@ static bool has_suffix(const char *s, const char *suffix)
     return n > k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* The *.conflist files of dir in lexical order (the runtime uses the first); NULL-terminated. */
-static char **conflists(const char *dir, int *n)
+/* The network configuration files of dir (*.conf, *.conflist, *.json, as libcni reads them) in
+ * lexical order: the runtime uses the first. NULL-terminated. */
+static char **config_files(const char *dir, int *n)
 {
     struct dirent **ents = NULL;
     int k = scandir(dir, &ents, NULL, alphasort);
@@ -363,8 +364,10 @@ static char **conflists(const char *dir, int *n)
 
     *n = 0;
     for (int i = 0; i < k; i++) {
-        if (out && ents[i]->d_name[0] != '.' && has_suffix(ents[i]->d_name, ".conflist"))
-            out[(*n)++] = strdup(ents[i]->d_name);
+        const char *d = ents[i]->d_name;
+        if (out && d[0] != '.' &&
+            (has_suffix(d, ".conflist") || has_suffix(d, ".conf") || has_suffix(d, ".json")))
+            out[(*n)++] = strdup(d);
         free(ents[i]);
     }
     free(ents);
@@ -455,11 +458,44 @@ struct install_opts {
     long watch;   /* install: check again this often, in seconds (0: once) */
 };
 
-/* Adds our entry to the first conflist (install) or removes it from every one (uninstall). */
+/* A single-plugin configuration (the first file of the conf dir, a *.conf) becomes a list of
+ * that plugin, under the same name with .conflist, so that ours can be chained to it; the
+ * original goes once the list is written. Returns the list, or NULL with a message. */
+static json_t *convert_single(const struct install_opts *o, const char *name, json_t *conf,
+                              char *out_name, size_t len)
+{
+    const char *dot = strrchr(name, '.');
+    snprintf(out_name, len, "%.*s.conflist", (int)(dot ? dot - name : (long)strlen(name)), name);
+    char path[600];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", o->conf_dir, out_name);
+    if (lstat(path, &st) == 0) {
+        fprintf(stderr, "gammamesh-cni: %s/%s is a single plugin and %s exists: not converting\n",
+                o->conf_dir, name, out_name);
+        return NULL;
+    }
+    json_t *v = json_object_get(conf, "cniVersion"), *nm = json_object_get(conf, "name");
+    if (!json_is_string(nm) || !json_is_string(json_object_get(conf, "type"))) {
+        fprintf(stderr, "gammamesh-cni: %s/%s: not a network configuration\n", o->conf_dir, name);
+        return NULL;
+    }
+    json_t *list = json_object();
+    if (json_is_string(v))
+        json_object_set(list, "cniVersion", v);
+    json_object_set(list, "name", nm);
+    json_t *plugin = json_deep_copy(conf);
+    json_object_del(plugin, "cniVersion");
+    json_object_del(plugin, "name");
+    json_object_set_new(list, "plugins", json_pack("[o]", plugin));
+    return list;
+}
+
+/* install: our entry in the first configuration file of the conf dir (a single-plugin one is
+ * made a list first); uninstall: our entry out of every list. */
 static int apply(const struct install_opts *o, bool install)
 {
     int n = 0;
-    char **files = conflists(o->conf_dir, &n);
+    char **files = config_files(o->conf_dir, &n);
     if (files == NULL) {
         fprintf(stderr, "gammamesh-cni: %s: %s\n", o->conf_dir, strerror(errno));
         return 1;
@@ -468,7 +504,7 @@ static int apply(const struct install_opts *o, bool install)
     if (install) {
         if (n == 0) {
             fprintf(stderr,
-                    "gammamesh-cni: no *.conflist in %s: install the network plugin "
+                    "gammamesh-cni: no network configuration in %s: install the network plugin "
                     "first (or wait for it)\n",
                     o->conf_dir);
             free_list(files);
@@ -483,16 +519,31 @@ static int apply(const struct install_opts *o, bool install)
         }
     }
     for (int i = 0; i < n && (install ? i < 1 : 1); i++) {
-        char path[600];
+        char path[600], name[300];
         json_error_t jerr;
         snprintf(path, sizeof(path), "%s/%s", o->conf_dir, files[i]);
+        snprintf(name, sizeof(name), "%s", files[i]);
         json_t *conf = json_load_file(path, JSON_PRESERVE_ORDER, &jerr);
         json_t *plugins = json_object_get(conf, "plugins");
-        if (!json_is_array(plugins)) {
-            fprintf(stderr, "gammamesh-cni: %s: not a conflist (%s)\n", path,
-                    conf ? "no plugins array" : jerr.text);
+        bool converted = false;
+        if (conf && !plugins && install && !has_suffix(files[i], ".conflist")) {
+            json_t *list = convert_single(o, files[i], conf, name, sizeof(name));
             json_decref(conf);
-            rc = 1;
+            conf = list;
+            plugins = json_object_get(conf, "plugins");
+            converted = conf != NULL;
+            if (conf == NULL) {
+                rc = 1;
+                continue;
+            }
+        }
+        if (!json_is_array(plugins)) {
+            if (install || has_suffix(files[i], ".conflist")) {
+                fprintf(stderr, "gammamesh-cni: %s: not a network configuration list (%s)\n", path,
+                        conf ? "no plugins array" : jerr.text);
+                rc = 1;
+            }
+            json_decref(conf);
             continue;
         }
         size_t removed = strip_ours(plugins);
@@ -501,32 +552,37 @@ static int apply(const struct install_opts *o, bool install)
                                   json_pack("{s:s, s:s, s:I}", "type", PLUGIN_TYPE, "socket",
                                             o->sock, "timeout_seconds", (json_int_t)o->timeout));
         if (install || removed) {
-            int e = save_conf(o->conf_dir, files[i], conf);
+            int e = save_conf(o->conf_dir, name, conf);
             if (e < 0) {
-                fprintf(stderr, "gammamesh-cni: writing %s: %s\n", path, strerror(-e));
+                fprintf(stderr, "gammamesh-cni: writing %s/%s: %s\n", o->conf_dir, name,
+                        strerror(-e));
+                rc = 1;
+            } else if (converted && unlink(path) < 0) {
+                fprintf(stderr, "gammamesh-cni: %s: %s\n", path, strerror(errno));
                 rc = 1;
             } else {
-                fprintf(stderr, "gammamesh-cni: %s %s\n", install ? "chained into" : "removed from",
-                        path);
+                fprintf(stderr, "gammamesh-cni: %s %s/%s%s%s\n",
+                        install ? "chained into" : "removed from", o->conf_dir, name,
+                        converted ? ", made from " : "", converted ? files[i] : "");
             }
         }
         json_decref(conf);
     }
     free_list(files);
     if (!install && o->bin_dir) {
-        char path[600];
-        snprintf(path, sizeof(path), "%s/%s", o->bin_dir, PLUGIN_TYPE);
-        if (unlink(path) < 0 && errno != ENOENT) {
-            fprintf(stderr, "gammamesh-cni: %s: %s\n", path, strerror(errno));
+        char bin[600];
+        snprintf(bin, sizeof(bin), "%s/%s", o->bin_dir, PLUGIN_TYPE);
+        if (unlink(bin) < 0 && errno != ENOENT) {
+            fprintf(stderr, "gammamesh-cni: %s: %s\n", bin, strerror(errno));
             rc = 1;
         }
     }
     return rc;
 }
 
-/* Is the plugin in the bin dir and in the first conflist once, as configured? Its place in the
- * list is not checked: another chained plugin that also appends itself must not make the two
- * rewrite the file in turn forever. */
+/* Is the plugin in the bin dir and in the first configuration file (a list) once, as configured?
+ * Its place in the list is not checked: another chained plugin that also appends itself must not
+ * make the two rewrite the file in turn forever. */
 static bool chained(const struct install_opts *o)
 {
     char path[600];
@@ -537,7 +593,7 @@ static bool chained(const struct install_opts *o)
     snprintf(path, sizeof(path), "%s/%s", o->bin_dir, PLUGIN_TYPE);
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
         return false;
-    char **files = conflists(o->conf_dir, &n);
+    char **files = config_files(o->conf_dir, &n);
     if (files && n > 0) {
         snprintf(path, sizeof(path), "%s/%s", o->conf_dir, files[0]);
         json_t *conf = json_load_file(path, 0, NULL);

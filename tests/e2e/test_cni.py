@@ -517,7 +517,7 @@ def test_install_adds_one_entry_last_and_uninstall_restores(cni_dirs):
     first, second = conf_dir / "10-k8s.conflist", conf_dir / "20-other.conflist"
     first.write_text(json.dumps(CONFLIST, indent=2))
     second.write_text(json.dumps(dict(CONFLIST, name="other")))
-    (conf_dir / "05-single.conf").write_text(json.dumps(CONFLIST["plugins"][0]))
+    (conf_dir / "30-single.conf").write_text(json.dumps(CONFLIST["plugins"][0]))
     second_before = second.read_text()
 
     res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir,
@@ -534,7 +534,7 @@ def test_install_adds_one_entry_last_and_uninstall_restores(cni_dirs):
         {k: v for k, v in CONFLIST.items() if k != "plugins"}
     assert second.read_text() == second_before      # only the lexically first conflist
     assert sorted(p.name for p in conf_dir.iterdir()) == \
-        ["05-single.conf", "10-k8s.conflist", "20-other.conflist"], "temporary files left"
+        ["10-k8s.conflist", "20-other.conflist", "30-single.conf"], "temporary files left"
     assert sorted(p.name for p in bin_dir.iterdir()) == ["gammamesh-cni"]
 
     res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir,
@@ -552,13 +552,42 @@ def test_install_adds_one_entry_last_and_uninstall_restores(cni_dirs):
     assert second.read_text() == second_before
 
 
-def test_install_without_conflist_fails(cni_dirs):
+def test_install_without_a_network_configuration_fails(cni_dirs):
     bin_dir, conf_dir = cni_dirs
+    res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir)
+    assert res.returncode == 1 and "no network configuration" in res.stderr, res
+    # a first file that is no network configuration (no name) is left as it is
     (conf_dir / "10-bridge.conf").write_text(json.dumps(CONFLIST["plugins"][0]))
     res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir)
-    assert res.returncode == 1, (res.stdout, res.stderr)
-    assert "conflist" in (res.stderr + res.stdout).lower(), res.stderr
+    assert res.returncode == 1 and "not a network configuration" in res.stderr, res
     assert sorted(p.name for p in conf_dir.iterdir()) == ["10-bridge.conf"]
+
+
+def test_install_makes_a_first_single_plugin_conf_a_list(cni_dirs):
+    """The runtime uses the lexically first file: a single-plugin *.conf there becomes
+    NAME.conflist holding that plugin and ours (the .conf goes); uninstall leaves the list with
+    the plugin alone. A .conflist of the same name already there: refused, nothing touched."""
+    bin_dir, conf_dir = cni_dirs
+    single = dict(CONFLIST["plugins"][0], cniVersion="0.4.0", name="mynet")
+    (conf_dir / "05-mynet.conf").write_text(json.dumps(single))
+    later = conf_dir / "10-k8s.conflist"
+    later.write_text(json.dumps(CONFLIST))
+    res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir)
+    assert res.returncode == 0, res
+    assert sorted(p.name for p in conf_dir.iterdir()) == ["05-mynet.conflist", "10-k8s.conflist"]
+    conf = json.loads((conf_dir / "05-mynet.conflist").read_text())
+    assert conf["cniVersion"] == "0.4.0" and conf["name"] == "mynet", conf
+    assert conf["plugins"][0] == CONFLIST["plugins"][0], conf
+    assert [p["type"] for p in conf["plugins"]] == ["bridge", "gammamesh-cni"], conf
+    assert json.loads(later.read_text()) == CONFLIST
+    res = install("uninstall", "--conf-dir", conf_dir)
+    assert res.returncode == 0, res
+    assert json.loads((conf_dir / "05-mynet.conflist").read_text())["plugins"] == \
+        [CONFLIST["plugins"][0]]
+    (conf_dir / "05-mynet.conf").write_text(json.dumps(single))
+    res = install("install", "--bin-dir", bin_dir, "--conf-dir", conf_dir)
+    assert res.returncode == 1 and "exists" in res.stderr, res
+    assert json.loads((conf_dir / "05-mynet.conf").read_text()) == single
 
 
 def test_install_watch_puts_the_entry_back_after_a_rewrite(cni_dirs):
