@@ -124,38 +124,6 @@ static int list_dir(const char *dir, char ***out, size_t *n_out)
     return 0;
 }
 
-static int read_file(const char *path, size_t max, char **buf, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    size_t got = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return -EINVAL;
-    }
-    if ((size_t)sb.st_size > max) {
-        close(fd);
-        return -EFBIG;
-    }
-    char *p = gm_xmalloc((size_t)sb.st_size + 1);
-    while (got < (size_t)sb.st_size) {
-        ssize_t r = read(fd, p + got, (size_t)sb.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    p[got] = '\0';
-    *buf = p;
-    *len = got;
-    return 0;
-}
-
 static uint64_t hash_bytes(const char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -250,7 +218,7 @@ static int refresh_file(struct gm_config_store *st, struct gm_config_file *f)
     if (f->seen && sb.st_size == f->size && sb.st_mtim.tv_sec == f->mtime.tv_sec &&
         sb.st_mtim.tv_nsec == f->mtime.tv_nsec)
         return 0;
-    int rc = read_file(f->path, st->max_file_bytes, &buf, &len);
+    int rc = gm_read_file(f->path, st->max_file_bytes, &buf, &len);
     if (rc < 0) {
         gm_diags_done(&f->diags);
         struct gm_loc loc = {.file = f->path};

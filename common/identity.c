@@ -421,28 +421,21 @@ fail:
     return rc;
 }
 
-/* Read a whole (small) file; the caller frees *out. */
+/* Read a whole PEM file (1..PEM_FILE_MAX bytes); the caller frees *out. */
 static int read_file(const char *path, char **out, size_t *len, char *err, size_t err_len)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    int rc;
+    int rc = gm_read_file(path, PEM_FILE_MAX, out, len);
 
-    *out = NULL;
-    if (f == NULL)
-        return fail_with(err, err_len, -errno, "%s: %s", path, strerror(errno));
-    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-        st.st_size > PEM_FILE_MAX) {
-        fclose(f);
+    if (rc == 0 && *len == 0) {
+        free(*out);
+        rc = -EINVAL;
+    }
+    if (rc == -EINVAL || rc == -EFBIG)
         return fail_with(err, err_len, -EINVAL, "%s: not a regular file of 1..%d bytes", path,
                          PEM_FILE_MAX);
-    }
-    *out = gm_xmalloc((size_t)st.st_size + 1);
-    *len = fread(*out, 1, (size_t)st.st_size, f);
-    rc = ferror(f) ? fail_with(err, err_len, -EIO, "%s: read error", path) : 0;
-    (*out)[*len] = '\0';
-    fclose(f);
-    return rc;
+    if (rc < 0)
+        return fail_with(err, err_len, rc, "%s: %s", path, strerror(-rc));
+    return 0;
 }
 
 int gm_signer_load_files(const char *ca_cert_path, const char *ca_key_path,

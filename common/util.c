@@ -4,10 +4,13 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 _Noreturn void gm_panic(const char *file, int line, const char *what)
 {
@@ -92,6 +95,57 @@ char *gm_xasprintf(const char *fmt, ...)
         s = NULL;
     va_end(ap);
     return check_alloc(s);
+}
+
+int gm_read_fd(int fd, size_t max, char **buf, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *p = gm_xmalloc(cap + 1);
+
+    for (;;) {
+        if (n == cap) {
+            if (cap > max) {
+                free(p);
+                return -EFBIG;
+            }
+            cap *= 2;
+            p = gm_xrealloc(p, cap + 1);
+        }
+        ssize_t k = read(fd, p + n, cap - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+            free(p);
+            return -e;
+        }
+        if (k == 0)
+            break;
+        n += (size_t)k;
+    }
+    if (n > max) {
+        free(p);
+        return -EFBIG;
+    }
+    p[n] = '\0';
+    *buf = p;
+    *len = n;
+    return 0;
+}
+
+int gm_read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0)
+        return -errno;
+    int rc = fstat(fd, &st) < 0         ? -errno
+             : !S_ISREG(st.st_mode)     ? -EINVAL
+             : (size_t)st.st_size > max ? -EFBIG
+                                        : gm_read_fd(fd, max, buf, len);
+    close(fd);
+    return rc;
 }
 
 void gm_buf_init(struct gm_buf *b, size_t cap)

@@ -27,6 +27,7 @@
 
 #define PLUGIN_TYPE "gammamesh-cni"
 #define STDIN_MAX   (1024 * 1024)
+#define SELF_MAX    (64 * 1024 * 1024) /* this executable, copied by install */
 #define DEL_TIMEOUT 5000
 #define ERR_ENV     4   /* CNI: invalid necessary environment variables */
 #define ERR_DECODE  6   /* CNI: failed to decode content */
@@ -44,40 +45,6 @@ static void print_error(int code, const char *msg, const char *details)
     printf("%s\n", s ? s : "{}");
     free(s);
     json_decref(o);
-}
-
-static char *read_stdin(size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-
-    while (buf) {
-        if (n == cap) {
-            if (cap >= STDIN_MAX) {
-                free(buf);
-                return NULL;
-            }
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                return NULL;
-            }
-            buf = nb;
-        }
-        ssize_t k = read(0, buf + n, cap - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            free(buf);
-            return NULL;
-        }
-        if (k == 0)
-            break;
-        n += (size_t)k;
-    }
-    *len = n;
-    return buf;
 }
 
 static uint64_t now_ms(void)
@@ -219,7 +186,9 @@ static int run_cni(const char *cmd)
         return 1;
     }
     size_t len = 0;
-    char *in = read_stdin(&len);
+    char *in = NULL;
+    if (gm_read_fd(0, STDIN_MAX, &in, &len) < 0)
+        in = NULL;
     json_error_t jerr;
     json_t *conf = in ? json_loadb(in, len, 0, &jerr) : NULL;
     free(in);
@@ -416,30 +385,13 @@ static int save_conf(const char *dir, const char *name, json_t *conf)
 
 static int copy_self(const char *bin_dir)
 {
-    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-    struct stat st;
+    char *buf;
+    size_t n;
+    int rc = gm_read_file("/proc/self/exe", SELF_MAX, &buf, &n);
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -errno;
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t n = 0;
-    while (buf && n < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + n, (size_t)st.st_size - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    close(fd);
-    if (buf == NULL || n != (size_t)st.st_size) {
-        free(buf);
-        return -EIO;
-    }
-    int rc = write_atomic(bin_dir, PLUGIN_TYPE, buf, n, 0755);
+    if (rc < 0)
+        return rc;
+    rc = write_atomic(bin_dir, PLUGIN_TYPE, buf, n, 0755);
     free(buf);
     return rc;
 }

@@ -38,6 +38,12 @@ void *gm_thread_alloc(size_t n);
 /* printf into a fresh heap string (caller frees). */
 char *gm_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Whole files. gm_read_fd reads fd to its end: 0 with *buf (NUL-terminated, the caller frees
+ * it) and *len, -EFBIG past max bytes, or -errno. gm_read_file does so for a regular file at
+ * path (-EINVAL when it is something else). */
+int gm_read_fd(int fd, size_t max, char **buf, size_t *len);
+int gm_read_file(const char *path, size_t max, char **buf, size_t *len);
+
 /* Grow a (pointer, count, capacity) triple so that one more element fits. */
 #define GM_VEC_PUSH(ptr, n, cap)                                                                   \
     do {                                                                                           \
