@@ -373,7 +373,7 @@ static int decode_target_port(struct gm_objdec *d, const struct gm_ynode *v, voi
 }
 
 static const struct gm_field service_port_fields[] = {
-    GM_FIELD_STR(struct gm_service_port, "name", name, gm_objects_check_dns_label, 0),
+    GM_FIELD_STR(struct gm_service_port, "name", name, gm_check_dns_label, 0),
     GM_FIELD_INT(struct gm_service_port, "port", port, 1, 65535, GM_F_REQUIRED),
     GM_FIELD_STR(struct gm_service_port, "protocol", protocol, check_protocol, 0),
     GM_FIELD_STR(struct gm_service_port, "appProtocol", app_protocol, NULL, 0),

@@ -468,19 +468,6 @@ const char *gm_objects_check_port_name(const char *s)
     return letter ? NULL : "a port name must contain at least one letter";
 }
 
-/* RFC 1123 label. */
-const char *gm_objects_check_dns_label(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 63)
-        return "must have 1 to 63 characters";
-    for (size_t i = 0; i < n; i++)
-        if (!is_lower_alnum(s[i]) && (s[i] != '-' || i == 0 || i == n - 1))
-            return "must be lower-case alphanumerics or '-', starting and ending alphanumeric";
-    return NULL;
-}
-
 /* ---- HTTP and Gateway API checks ---- */
 
 static bool is_tchar(char c)
@@ -511,23 +498,6 @@ const char *gm_objects_check_method(const char *s)
         if (strcmp(s, methods[i]) == 0)
             return NULL;
     return "method must be one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH";
-}
-
-/* RFC 1123 subdomain, as the CRD's SectionName. */
-const char *gm_objects_check_subdomain(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 253)
-        return "must have 1 to 253 characters";
-    for (size_t i = 0; i < n; i++) {
-        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
-        bool edge = i == 0 || i == n - 1 || s[i - 1] == '.' || s[i + 1] == '.';
-        if (!alnum && (edge || (s[i] != '-' && s[i] != '.')))
-            return "must be lower-case alphanumerics, '-' or '.', each label starting and ending "
-                   "alphanumeric";
-    }
-    return NULL;
 }
 
 /* Index of s in names[], or -1. */

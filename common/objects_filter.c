@@ -45,7 +45,7 @@ static const char *check_cors_header(const char *s)
 
 static const char *check_precise_hostname(const char *s)
 {
-    return gm_objects_check_subdomain(s) ? "must be a lower-case DNS name without wildcard" : NULL;
+    return gm_check_dns_subdomain(s) ? "must be a lower-case DNS name without wildcard" : NULL;
 }
 
 static const char *check_scheme(const char *s)

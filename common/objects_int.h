@@ -152,8 +152,6 @@ int gm_objects_enum(struct gm_objdec *d, const struct gm_ynode *n, const char *w
 
 /* Shared checks (gm_check_fn). */
 const char *gm_objects_check_port_name(const char *s);   /* IANA service name */
-const char *gm_objects_check_dns_label(const char *s);   /* RFC 1123 label */
-const char *gm_objects_check_subdomain(const char *s);   /* RFC 1123 subdomain */
 const char *gm_objects_check_header_name(const char *s); /* RFC 7230 token, <= 256 */
 const char *gm_objects_check_method(const char *s);      /* the HTTPRoute method enum */
 

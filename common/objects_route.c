@@ -25,7 +25,7 @@ static const char *check_hostname(const char *s)
 {
     if (s[0] == '*' && s[1] == '.')
         s += 2;
-    return gm_objects_check_subdomain(s)
+    return gm_check_dns_subdomain(s)
                ? "must be a lower-case DNS name, optionally prefixed by \"*.\""
                : NULL;
 }
@@ -325,7 +325,7 @@ static int decode_rule_backends(struct gm_objdec *d, const struct gm_ynode *v, v
 }
 
 static const struct gm_field rule_fields[] = {
-    GM_FIELD_STR(struct gm_route_rule, "name", name, gm_objects_check_subdomain, 0),
+    GM_FIELD_STR(struct gm_route_rule, "name", name, gm_check_dns_subdomain, 0),
     GM_FIELD_FUNC("matches", decode_rule_matches, 0),
     GM_FIELD_FUNC("filters", decode_rule_filters, 0),
     GM_FIELD_FUNC("backendRefs", decode_rule_backends, 0),
@@ -455,7 +455,7 @@ static const struct gm_field parent_fields[] = {
     GM_FIELD_STR(struct gm_parent_ref, "kind", kind, NULL, 0),
     GM_FIELD_STR(struct gm_parent_ref, "namespace", namespace, NULL, 0),
     GM_FIELD_STR(struct gm_parent_ref, "name", name, NULL, GM_F_REQUIRED),
-    GM_FIELD_STR(struct gm_parent_ref, "sectionName", section_name, gm_objects_check_subdomain, 0),
+    GM_FIELD_STR(struct gm_parent_ref, "sectionName", section_name, gm_check_dns_subdomain, 0),
     GM_FIELD_INT(struct gm_parent_ref, "port", port, 1, 65535, 0),
 };
 

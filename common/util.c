@@ -148,6 +148,38 @@ int gm_read_file(const char *path, size_t max, char **buf, size_t *len)
     return rc;
 }
 
+/* RFC 1123 label. */
+const char *gm_check_dns_label(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 63)
+        return "must have 1 to 63 characters";
+    for (size_t i = 0; i < n; i++) {
+        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        if (!alnum && (s[i] != '-' || i == 0 || i == n - 1))
+            return "must be lower-case alphanumerics or '-', starting and ending alphanumeric";
+    }
+    return NULL;
+}
+
+/* RFC 1123 subdomain, as the CRD's SectionName. */
+const char *gm_check_dns_subdomain(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 253)
+        return "must have 1 to 253 characters";
+    for (size_t i = 0; i < n; i++) {
+        bool alnum = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+        bool edge = i == 0 || i == n - 1 || s[i - 1] == '.' || s[i + 1] == '.';
+        if (!alnum && (edge || (s[i] != '-' && s[i] != '.')))
+            return "must be lower-case alphanumerics, '-' or '.', each label starting and ending "
+                   "alphanumeric";
+    }
+    return NULL;
+}
+
 void gm_buf_init(struct gm_buf *b, size_t cap)
 {
     memset(b, 0, sizeof(*b));

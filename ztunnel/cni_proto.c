@@ -23,22 +23,6 @@ const char *zt_cni_result_name(enum zt_cni_result r)
     return (unsigned)r < ZT_CNI_RESULT__MAX ? result_names[r] : "?";
 }
 
-/* Kubernetes names: lowercase letters, digits, '-' and '.', starting and ending alphanumeric. */
-static bool k8s_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 253)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-        if (!alnum && ((ch != '-' && ch != '.') || i == 0 || i == n - 1))
-            return false;
-    }
-    return true;
-}
-
 /* Printable ASCII without spaces, quotes or backslashes, at most max bytes. */
 static bool token_ok(const char *s, size_t max)
 {
@@ -164,8 +148,10 @@ int zt_cni_request_parse(const char *p, size_t n, struct zt_cni_request *out, ch
         snprintf(err, errlen, "netns: not an absolute path");
         goto out;
     }
-    if (c != ZT_CNI_DEL && (ns == NULL || !k8s_name_ok(ns) || pod == NULL || !k8s_name_ok(pod))) {
-        snprintf(err, errlen, "namespace and pod: not Kubernetes names");
+    const char *why = NULL;
+    if (c != ZT_CNI_DEL && ((why = ns ? gm_check_dns_label(ns) : "missing") != NULL ||
+                            (why = pod ? gm_check_dns_subdomain(pod) : "missing") != NULL)) {
+        snprintf(err, errlen, "namespace and pod: not Kubernetes names (%s)", why);
         goto out;
     }
     if (c == ZT_CNI_DEL && (cid == NULL || cid[0] == '\0')) {
@@ -185,8 +171,8 @@ int zt_cni_request_parse(const char *p, size_t n, struct zt_cni_request *out, ch
         goto out;
     out->container_id = gm_xstrdup(cid ? cid : "");
     out->netns = gm_xstrdup(netns ? netns : "");
-    out->namespace = gm_xstrdup(ns && k8s_name_ok(ns) ? ns : "");
-    out->pod = gm_xstrdup(pod && k8s_name_ok(pod) ? pod : "");
+    out->namespace = gm_xstrdup(ns && !gm_check_dns_label(ns) ? ns : "");
+    out->pod = gm_xstrdup(pod && !gm_check_dns_subdomain(pod) ? pod : "");
     out->uid = gm_xstrdup(uid ? uid : "");
     rc = 0;
 out:

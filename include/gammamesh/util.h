@@ -44,6 +44,11 @@ char *gm_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int gm_read_fd(int fd, size_t max, char **buf, size_t *len);
 int gm_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* Kubernetes names: NULL when s is an RFC 1123 label (a namespace, a port name's shape) or
+ * subdomain (most object names), else why not. */
+const char *gm_check_dns_label(const char *s);
+const char *gm_check_dns_subdomain(const char *s);
+
 /* Grow a (pointer, count, capacity) triple so that one more element fits. */
 #define GM_VEC_PUSH(ptr, n, cap)                                                                   \
     do {                                                                                           \

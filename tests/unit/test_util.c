@@ -1,5 +1,5 @@
 /* Whole-file reading (util.h: gm_read_fd, gm_read_file): the size limit at its edge, what is
- * not a regular file, a missing one, and a pipe read to its end. */
+ * not a regular file, a missing one, and a pipe read to its end. Kubernetes name checks. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -69,6 +69,15 @@ int main(void)
             CHECK_EQ_INT(len, 6000);
         free(buf);
     }
+
+    CHECK(gm_check_dns_label("demo-1") == NULL);
+    CHECK(gm_check_dns_label("a.b") != NULL);
+    CHECK(gm_check_dns_label("-a") != NULL);
+    CHECK(gm_check_dns_label("Demo") != NULL);
+    CHECK(gm_check_dns_subdomain("web-7d9f.x") == NULL);
+    CHECK(gm_check_dns_subdomain("a.-b") != NULL);
+    CHECK(gm_check_dns_subdomain("a..b") != NULL);
+    CHECK(gm_check_dns_subdomain("") != NULL);
 
     char path[128];
     const char *names[] = {"empty", "small", "big"};
