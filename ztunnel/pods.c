@@ -477,14 +477,18 @@ static void cni_free(struct zt_cni_pod *e)
     free(e->netns);
 }
 
+/* Drops entry i; the last one takes its place. */
+static void cni_remove(struct zt_pods *p, size_t i)
+{
+    cni_free(&p->cni[i]);
+    p->cni[i] = p->cni[--p->n_cni];
+}
+
 static void cni_forget(struct zt_pods *p, const char *uid)
 {
-    for (size_t i = p->n_cni; i-- > 0;) {
-        if (strcmp(p->cni[i].uid, uid) == 0) {
-            cni_free(&p->cni[i]);
-            p->cni[i] = p->cni[--p->n_cni];
-        }
-    }
+    for (size_t i = p->n_cni; i-- > 0;)
+        if (strcmp(p->cni[i].uid, uid) == 0)
+            cni_remove(p, i);
 }
 
 static const struct zt_cni_pod *cni_find(const struct zt_pods *p, const char *uid)
@@ -565,8 +569,7 @@ void zt_pods_reconcile(struct zt_pods *p, const struct gm_snapshot *s)
     }
     for (size_t i = p->n_cni; i-- > 0;) {
         if (gm_snapshot_workload_by_uid(s, p->cni[i].uid) == NULL) {
-            cni_free(&p->cni[i]); /* the pod is gone: so is what the gate said about it */
-            p->cni[i] = p->cni[--p->n_cni];
+            cni_remove(p, i); /* the pod is gone: so is what the gate said about it */
         }
     }
     for (size_t i = 0; i < p->n; i++)
@@ -730,8 +733,7 @@ void zt_pods_cni_del(struct zt_pods *p, const char *container_id)
 
     for (size_t i = p->n_cni; i-- > 0;) {
         if (strcmp(p->cni[i].container_id, container_id) == 0) {
-            cni_free(&p->cni[i]);
-            p->cni[i] = p->cni[--p->n_cni];
+            cni_remove(p, i);
             removed = true;
         }
     }
