@@ -143,6 +143,12 @@ void wp_conn_consume_input(struct wp_conn *c, size_t n)
         gm_hbone_stream_consumed(c->stream, n);
 }
 
+void wp_conn_half_close(struct wp_conn *c)
+{
+    if (c->stream && c->state != WP_CONN_CLOSING)
+        gm_hbone_stream_shutdown(c->stream);
+}
+
 void wp_conn_shutdown(struct wp_conn *c)
 {
     wp_conn_close(c, NULL);

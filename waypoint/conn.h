@@ -106,6 +106,8 @@ bool wp_conn_writable(const struct wp_conn *c);
 void wp_conn_consume_input(struct wp_conn *c, size_t n);
 /* End our direction after queued bytes (clean close of the tunnel's inner connection). */
 void wp_conn_shutdown(struct wp_conn *c);
+/* End our direction only (after queued bytes); the client's bytes still arrive. */
+void wp_conn_half_close(struct wp_conn *c);
 
 /* (Re)arm the connection timer; 0 stops it. */
 void wp_conn_timer(struct wp_conn *c, uint64_t ms);

@@ -61,6 +61,7 @@ static void exch_free(struct wp_exch *x)
     gm_hlist_done(&x->resp.headers);
     gm_hlist_done(&x->resp.trailers);
     wp_bytes_done(&x->resp.body);
+    free(x->resp.upgrade);
     wp_decision_done(&x->d);
     gm_snapshot_unref(x->snap);
     if (x->origin)
@@ -181,7 +182,7 @@ void wp_exch_body(struct wp_exch *x, const char *p, size_t n)
         x->mirrors_due = false;
     }
     trim(x);
-    if (x->up && x->state == WP_EXCH_WAIT)
+    if (x->up && (x->state == WP_EXCH_WAIT || x->tunnel))
         wp_uconn_send(x->up);
 }
 
@@ -194,7 +195,7 @@ void wp_exch_body_end(struct wp_exch *x)
         x->mirrors_due = false;
         wp_mirror_fire(x);
     }
-    if (x->up && x->state == WP_EXCH_WAIT)
+    if (x->up && (x->state == WP_EXCH_WAIT || x->tunnel))
         wp_uconn_send(x->up);
 }
 
@@ -210,6 +211,8 @@ void wp_exch_resp_reset(struct wp_exch *x)
     gm_hlist_done(&r->trailers);
     gm_hlist_init(&r->trailers, x->req.headers.max_bytes);
     wp_bytes_clear(&r->body);
+    free(r->upgrade);
+    r->upgrade = NULL;
     r->content_length = -1;
     r->no_body = r->end = false;
 }

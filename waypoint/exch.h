@@ -9,7 +9,10 @@
  * out. A downstream that goes away calls wp_exch_detach(). The codec's reference is dropped with
  * wp_exch_release(); the exchange frees itself once finished, released and its timers closed.
  *
- * A mirror is an exchange without a downstream: its response is read and dropped. */
+ * A mirror is an exchange without a downstream: its response is read and dropped.
+ *
+ * An HTTP/1.1 request that asks to upgrade (x->req.upgrade, e.g. WebSocket) is sent upstream with
+ * its Upgrade and Connection: upgrade; a 101 answer makes the exchange a tunnel (x->tunnel). */
 #ifndef WP_EXCH_H
 #define WP_EXCH_H
 
@@ -44,6 +47,7 @@ struct wp_resp {
     bool no_body;             /* HEAD request, 1xx, 204, 304 */
     struct wp_bytes body;     /* waiting for the downstream codec */
     bool end;                 /* the whole body is in body */
+    char *upgrade;            /* 101: the protocol switched to (the upstream's Upgrade) */
 };
 
 struct wp_exch {
@@ -93,6 +97,11 @@ struct wp_exch {
     bool mirrors_due; /* mirrors fire when the body is complete */
     bool released;
     bool h2_downstream;
+    /* The upstream switched protocols (101) for an HTTP/1.1 upgrade request (WebSocket): from the
+     * 101 on, the client's bytes are the request body and the upstream's the response body, both
+     * raw and without framing, each ending with its side's end; no retries, mirrors or request
+     * timeout, the idle timeout instead. */
+    bool tunnel;
     bool codec_head;             /* for the codec: it submitted the response head */
     int head_error;              /* for the codec: the head was refused with this status */
     struct wp_exch *prev, *next; /* the connection's list, or the worker's mirrors */
@@ -130,6 +139,10 @@ void wp_exch_up_ready(struct wp_exch *x);
 void wp_exch_up_head(struct wp_exch *x);
 void wp_exch_up_body(struct wp_exch *x);
 void wp_exch_up_end(struct wp_exch *x);
+/* The upstream answered 101 to x's upgrade request (x->resp holds the head): become a tunnel. */
+void wp_exch_up_switch(struct wp_exch *x);
+/* A tunnel's upstream ended its direction. */
+void wp_exch_up_eof(struct wp_exch *x);
 /* The attempt failed before or during the response (reason static; responded: a response head
  * had arrived). */
 void wp_exch_up_error(struct wp_exch *x, const char *reason);

@@ -307,7 +307,7 @@ void wp_exch_decide(struct wp_exch *x)
     default:
         break;
     }
-    if (x->d.mirror_from[0] || x->d.mirror_from[1]) {
+    if ((x->d.mirror_from[0] || x->d.mirror_from[1]) && x->req.upgrade == NULL) {
         if (x->body_end || !x->req.has_body)
             wp_mirror_fire(x);
         else
@@ -373,6 +373,38 @@ void wp_exch_up_head(struct wp_exch *x)
     if (status == 204 || status == 304)
         x->resp.no_body = true;
     wp_exch_set_state(x, WP_EXCH_RESPOND);
+    wp_exch_give(x);
+}
+
+void wp_exch_up_switch(struct wp_exch *x)
+{
+    const struct wp_settings *set = wp_worker_settings(x->w);
+
+    if (x->state != WP_EXCH_WAIT)
+        return;
+    wp_exch_attempt_stop(x);
+    x->tunnel = true;
+    x->body_streamed = true; /* what the client sends from now on is never replayed */
+    x->mirrors_due = false;
+    x->body_end = false; /* the request had no body: the tunnel's bytes follow its head */
+    if (x->timers_open) {
+        /* The request was answered: the request timeout is over; idleness ends a tunnel. */
+        uv_timer_stop(&x->deadline);
+        x->idle_deadline = set->idle_timeout_ms > 0;
+        if (x->idle_deadline)
+            uv_timer_start(&x->deadline, on_deadline, set->idle_timeout_ms, set->idle_timeout_ms);
+    }
+    for (int i = 0; i < 2; i++)
+        gm_hlist_apply(&x->resp.headers, x->d.resp_mod[i]);
+    wp_exch_set_state(x, WP_EXCH_RESPOND);
+    wp_exch_give(x);
+}
+
+void wp_exch_up_eof(struct wp_exch *x)
+{
+    if (x->state != WP_EXCH_RESPOND || !x->tunnel)
+        return;
+    x->resp.end = true;
     wp_exch_give(x);
 }
 

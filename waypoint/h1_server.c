@@ -1,6 +1,12 @@
 /* The downstream HTTP/1.1 codec: requests through wp_h1p (strict head validation + llhttp), one
  * at a time (pipelined requests wait in the connection's input), responses re-framed
- * (Content-Length, chunked, or close-delimited for HTTP/1.0). */
+ * (Content-Length, chunked, or close-delimited for HTTP/1.0).
+ *
+ * Upgrade (WebSocket): a request without a body that asks to upgrade goes upstream with its
+ * Upgrade field (exch.h). Until the answer, the bytes after its head wait unparsed. A 101 makes
+ * the connection a tunnel: the 101 head goes out, then raw bytes flow both ways, each direction
+ * ending with its side's end, and the connection closes once both ended. Any other answer to an
+ * upgrade request closes the connection after it (the waiting bytes are not a request). */
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +38,9 @@ struct wp_h1s {
     bool head_timer;      /* the head deadline is armed */
     bool in_input;        /* inside h1_input: do not recurse into it */
     bool refused;         /* an error answer is on its way: parse nothing more */
+    bool tunnel;          /* the 101 went out: raw bytes both ways */
+    bool tunnel_in_end;   /* tunnel: the client's end was passed upstream */
+    bool tunnel_out_end;  /* tunnel: the upstream's end was passed to the client */
     enum wp_h1w_framing framing;
 };
 
@@ -79,6 +88,8 @@ static int on_head(void *ctx, const char *buf, const struct wp_h1_head *head, bo
         wp_h1p_fail(&h->parser, 400, "bad request target");
         return -EINVAL;
     }
+    if (!has_body && r->version >= 11)
+        r->upgrade = wp_hop_upgrade(&r->headers);
     h->pending_start = true;
     return 0;
 }
@@ -162,9 +173,36 @@ static bool input_blocked(const struct wp_h1s *h)
 {
     if (h->refused)
         return true;
+    if (h->tunnel)
+        return h->x == NULL || h->tunnel_in_end || wp_exch_unsent(h->x) > UNSENT_MAX;
     if (h->x == NULL)
         return false;
     return h->req_complete || wp_exch_unsent(h->x) > UNSENT_MAX;
+}
+
+static void finish(struct wp_h1s *h, struct wp_exch *x);
+
+/* Tunnel: the client's bytes go upstream as they are; its end follows the last of them. */
+static void tunnel_input(struct wp_h1s *h)
+{
+    struct wp_conn *c = h->c;
+    struct wp_exch *x = h->x;
+
+    while (c->state == WP_CONN_H1 && !input_blocked(h)) {
+        size_t n = wp_bytes_size(&c->in);
+        if (n == 0)
+            break;
+        if (n > FEED_MAX)
+            n = FEED_MAX;
+        wp_exch_body(x, wp_bytes_data(&c->in), n);
+        wp_conn_consume_input(c, n);
+    }
+    if (c->state != WP_CONN_H1 || h->tunnel_in_end || !c->peer_ended || wp_bytes_size(&c->in))
+        return;
+    h->tunnel_in_end = true;
+    wp_exch_body_end(x);
+    if (c->state == WP_CONN_H1 && h->tunnel_out_end)
+        finish(h, x);
 }
 
 static void h1_input(struct wp_conn *c)
@@ -174,6 +212,12 @@ static void h1_input(struct wp_conn *c)
     if (h->in_input)
         return; /* the loop below picks up the new state */
     h->in_input = true;
+    if (h->tunnel) {
+        tunnel_input(h);
+        if (c->state == WP_CONN_H1)
+            h->in_input = false;
+        return;
+    }
     while (c->state == WP_CONN_H1 && !input_blocked(h)) {
         size_t avail = wp_bytes_size(&c->in);
         if (avail == 0)
@@ -213,11 +257,37 @@ static enum wp_h1w_framing framing(struct wp_h1s *h, const struct wp_exch *x)
     return WP_H1W_CLOSE;
 }
 
+/* The 101: the upstream's head with Connection: upgrade and its Upgrade, then raw bytes. */
+static int write_switch(struct wp_h1s *h, struct wp_exch *x)
+{
+    struct gm_buf b;
+    int rc;
+
+    h->framing = WP_H1W_CLOSE; /* raw: delimited by the end of the connection */
+    h->close_after = true;
+    h->tunnel = true;
+    rc = gm_hlist_add(&x->resp.headers, "connection", "upgrade");
+    if (rc == 0)
+        rc = gm_hlist_add(&x->resp.headers, "upgrade", x->resp.upgrade);
+    gm_buf_init(&b, 0);
+    if (rc == 0)
+        rc = wp_h1w_response(&b, 101, &x->resp.headers, WP_H1W_NONE, -1, WP_H1W_CONN_NONE);
+    if (rc == 0)
+        rc = wp_conn_write(h->c, b.data, b.len);
+    gm_buf_done(&b);
+    h->resp_started = true;
+    return rc;
+}
+
 static int write_head(struct wp_h1s *h, struct wp_exch *x)
 {
     struct gm_buf b;
     int rc;
 
+    if (x->tunnel)
+        return write_switch(h, x);
+    if (x->req.upgrade)
+        h->close_after = true; /* what the client sent after the head is not a request */
     h->framing = framing(h, x);
     if (!h->req_complete || !h->keep_alive || h->c->draining || h->c->peer_ended)
         h->close_after = true;
@@ -300,15 +370,32 @@ static void h1_response(struct wp_conn *c, struct wp_exch *x)
 
     if (x != h->x || h->resp_finished)
         return;
-    if (!h->resp_started && write_head(h, x) < 0) {
-        wp_conn_close(c, "write failed");
-        return;
+    if (!h->resp_started) {
+        if (write_head(h, x) < 0) {
+            wp_conn_close(c, "write failed");
+            return;
+        }
+        if (h->tunnel) {
+            h1_input(c); /* the bytes that waited behind the upgrade request */
+            if (c->state != WP_CONN_H1 || h->x != x)
+                return; /* closed (the codec is gone), or finished */
+        }
     }
     if (write_body(h, x) < 0) {
         wp_conn_close(c, "write failed");
         return;
     }
-    if (x->resp.end && wp_bytes_size(&x->resp.body) == 0)
+    if (!x->resp.end || wp_bytes_size(&x->resp.body) > 0)
+        return;
+    if (!h->tunnel) {
+        finish(h, x);
+        return;
+    }
+    if (!h->tunnel_out_end) {
+        h->tunnel_out_end = true;
+        wp_conn_half_close(c);
+    }
+    if (h->tunnel_in_end)
         finish(h, x);
 }
 
@@ -335,6 +422,10 @@ static void h1_peer_end(struct wp_conn *c)
 {
     struct wp_h1s *h = h1(c);
 
+    if (h->tunnel) {
+        h1_input(c); /* the end goes upstream after the last bytes */
+        return;
+    }
     if (h->x == NULL)
         wp_conn_close(c, wp_bytes_size(&c->in) ? "request cut short" : NULL);
     else

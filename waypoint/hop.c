@@ -73,6 +73,30 @@ static void find_trailers(const char *tok, size_t len, void *arg)
         *(bool *)arg = true;
 }
 
+static void find_upgrade(const char *tok, size_t len, void *arg)
+{
+    if (len == 7 && strncasecmp(tok, "upgrade", 7) == 0)
+        *(bool *)arg = true;
+}
+
+char *wp_hop_upgrade(const struct gm_hlist *h)
+{
+    bool listed = false;
+
+    for (size_t i = 0; i < h->n; i++)
+        if (gm_str_ieq(h->v[i].name, "connection"))
+            each_token(h->v[i].value, h->v[i].value_len, find_upgrade, &listed);
+    if (!listed)
+        return NULL;
+    char *v = gm_hlist_get(h, "upgrade");
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > 256 || strspn(v, " \t,") == n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
 size_t wp_hop_strip(struct gm_hlist *h, bool keep_te_trailers)
 {
     struct named nm = {.n = 0};

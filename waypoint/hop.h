@@ -20,6 +20,14 @@
  */
 size_t wp_hop_strip(struct gm_hlist *h, bool keep_te_trailers);
 
+/*
+ * The protocol a message asks to switch to (RFC 9110 §7.8): an Upgrade field, and a Connection
+ * field that lists the "upgrade" option. Returns the Upgrade value as a fresh heap string (several
+ * fields joined with ","), or NULL when either is missing or the value is empty or over 256 bytes.
+ * Call before wp_hop_strip(), which removes both.
+ */
+char *wp_hop_upgrade(const struct gm_hlist *h);
+
 /* Append client (an IP address text) to x-forwarded-for: "a, b" becomes "a, b, client".
  * 0 or -ENOBUFS (the list's cap). */
 int wp_hop_xff(struct gm_hlist *h, const char *client);

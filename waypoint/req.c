@@ -21,6 +21,7 @@ void wp_req_done(struct wp_req *r)
     free(r->path);
     free(r->query);
     free(r->target);
+    free(r->upgrade);
     gm_hlist_done(&r->headers);
     memset(r, 0, sizeof(*r));
 }

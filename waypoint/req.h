@@ -22,6 +22,7 @@ struct wp_req {
     struct gm_hlist headers;
     int64_t content_length; /* -1: unknown (chunked, or HTTP/2 without content-length) */
     bool has_body;          /* a body follows the head */
+    char *upgrade; /* HTTP/1.1: the protocol the client asks to switch to (Upgrade), or NULL */
 };
 
 /* max_bytes caps the header list (gm_hlist accounting). */

@@ -75,6 +75,26 @@ static int on_value_complete(llhttp_t *p)
     return rc < 0 ? -1 : 0;
 }
 
+/* A 101 is an answer only to an upgrade request, and must name the protocol with Upgrade and
+ * Connection: upgrade (llhttp then stops after the head: what follows is the new protocol). */
+static int switch_protocols(struct wp_uconn *u, struct wp_exch *x, llhttp_t *p)
+{
+    if (x->req.upgrade == NULL || !p->upgrade)
+        return -1; /* not asked for, or not a switch: a malformed response */
+    free(x->resp.upgrade);
+    x->resp.upgrade = wp_hop_upgrade(&x->resp.headers);
+    if (x->resp.upgrade == NULL)
+        return -1;
+    wp_hop_strip(&x->resp.headers, false);
+    x->resp.status = 101;
+    x->resp.content_length = -1;
+    u->tunnel = true;
+    u->keep_alive = false;
+    u->req_done = false; /* the client's bytes follow the head */
+    wp_exch_up_switch(x);
+    return gone(u) ? HPE_PAUSED : 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct wp_uconn *u = of(p);
@@ -83,9 +103,9 @@ static int on_headers_complete(llhttp_t *p)
 
     if (gone(u))
         return HPE_PAUSED;
+    if (status == 101)
+        return switch_protocols(u, x, p);
     if (status >= 100 && status < 200) {
-        if (status == 101)
-            return -1;                   /* no upgrade was asked for */
         gm_hlist_done(&x->resp.headers); /* an interim response: skipped */
         gm_hlist_init(&x->resp.headers, x->req.headers.max_bytes);
         u->resp_head_bytes = 0;
@@ -159,16 +179,38 @@ void wp_up_h1_begin(struct wp_uconn *u)
     u->fname.len = u->fvalue.len = 0;
 }
 
+/* Tunnel bytes from the upstream: the response body, as they are. */
+static void tunnel_input(struct wp_uconn *u, const uint8_t *p, size_t n)
+{
+    if (gone(u) || n == 0)
+        return;
+    wp_bytes_append(&u->x->resp.body, p, n);
+    u->held += n;
+    wp_exch_up_body(u->x);
+}
+
 void wp_up_h1_input(struct wp_uconn *u, const uint8_t *p, size_t n)
 {
+    if (u->raw) {
+        tunnel_input(u, p, n);
+        return;
+    }
     size_t held = u->held;
     llhttp_errno_t err = llhttp_execute(&u->parser, (const char *)p, n);
     size_t body = u->held > held ? u->held - held : 0;
+    size_t rest = 0; /* after a 101: bytes of the new protocol */
 
-    if (u->stream && n > body)
-        gm_hbone_stream_consumed(u->stream, n - body); /* framing and headers */
+    if (err == HPE_PAUSED_UPGRADE && u->tunnel)
+        rest = n - (size_t)((const uint8_t *)llhttp_get_error_pos(&u->parser) - p);
+    if (u->stream && n > body + rest)
+        gm_hbone_stream_consumed(u->stream, n - body - rest); /* framing and headers */
     if (u->state == WP_UCONN_CLOSING)
         return;
+    if (err == HPE_PAUSED_UPGRADE && u->tunnel) {
+        u->raw = true;
+        tunnel_input(u, p + (n - rest), rest);
+        return;
+    }
     if (err == HPE_PAUSED) {
         if (u->resp_done && llhttp_get_error_pos(&u->parser) < (const char *)p + n)
             wp_uconn_close(u, "bytes after the response"); /* never reused */
@@ -190,6 +232,11 @@ void wp_up_h1_eof(struct wp_uconn *u)
 
     if (x == NULL || u->resp_done)
         return;
+    if (u->raw) {
+        u->resp_done = true;
+        wp_exch_up_eof(x);
+        return;
+    }
     /* A response delimited by the end of the connection completes here. */
     if (llhttp_finish(&u->parser) == HPE_OK && u->resp_done)
         return;
@@ -202,11 +249,22 @@ void wp_up_h1_eof(struct wp_uconn *u)
 static int write_head(struct wp_uconn *u, struct wp_exch *x)
 {
     struct gm_buf b;
-    int rc;
+    int rc = 0;
 
     gm_hlist_remove(&x->req.headers, "te"); /* trailers are not asked of an HTTP/1.1 server */
     gm_buf_init(&b, 0);
-    rc = wp_h1w_request(&b, &x->req);
+    if (x->req.upgrade) {
+        /* asked of this hop only: added for the serialization, then taken out again */
+        rc = gm_hlist_add(&x->req.headers, "connection", "upgrade");
+        if (rc == 0)
+            rc = gm_hlist_add(&x->req.headers, "upgrade", x->req.upgrade);
+    }
+    if (rc == 0)
+        rc = wp_h1w_request(&b, &x->req);
+    if (x->req.upgrade) {
+        gm_hlist_remove(&x->req.headers, "connection");
+        gm_hlist_remove(&x->req.headers, "upgrade");
+    }
     if (rc == 0)
         rc = gm_hbone_stream_write(u->stream, b.data, b.len);
     gm_buf_done(&b);
@@ -262,6 +320,11 @@ void wp_up_h1_send(struct wp_uconn *u)
         if (x->body_end && x->sent == x->body_total) {
             if (chunked(x) && (rc = gm_hbone_stream_write(u->stream, "0\r\n\r\n", 5)) < 0)
                 goto fail;
+            if (u->tunnel && !u->raw_shut) {
+                u->raw_shut = true; /* the client ended its direction: so do we, upstream */
+                if ((rc = gm_hbone_stream_shutdown(u->stream)) < 0)
+                    goto fail;
+            }
             u->req_done = true;
         }
         break;

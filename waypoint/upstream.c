@@ -139,6 +139,7 @@ static void tell_error(struct wp_uconn *u, const char *reason)
 static int begin(struct wp_uconn *u)
 {
     u->head_written = u->req_done = u->resp_done = u->keep_alive = false;
+    u->tunnel = u->raw = u->raw_shut = false;
     u->held = 0;
     u->uses++;
     if (u->h2)
@@ -225,7 +226,13 @@ static void on_close(struct gm_hbone_stream *s, enum gm_hbone_reason reason, voi
     struct wp_uconn *u = ctx;
 
     u->stream = NULL;
-    if (u->state != WP_UCONN_CLOSING) {
+    if (u->state == WP_UCONN_ACTIVE && u->tunnel && reason == GM_HBONE_REASON_OK && u->resp_done &&
+        u->req_done && u->x) {
+        /* A tunnel whose two directions both ended: what it brought is in the exchange. */
+        struct wp_exch *x = u->x;
+        wp_uconn_close(u, NULL);
+        x->up = NULL;
+    } else if (u->state != WP_UCONN_CLOSING) {
         const char *why = reason == GM_HBONE_REASON_REJECTED ? "tunnel refused"
                           : u->state == WP_UCONN_OPENING     ? "upstream tunnel failed"
                                                              : "upstream connection closed";

@@ -54,6 +54,9 @@ struct wp_uconn {
     bool resp_done;      /* the whole response arrived */
     bool keep_alive;     /* HTTP/1: the response allows reuse */
     bool peer_ended;     /* END_STREAM from the upstream */
+    bool tunnel;         /* HTTP/1.1: answered 101 to an upgrade; never reused */
+    bool raw;            /* tunnel: the response head is parsed, input is raw bytes */
+    bool raw_shut;       /* tunnel: the client's end went upstream */
     /* HTTP/1.1 */
     llhttp_t parser;
     struct gm_buf fname, fvalue; /* the response field being parsed */

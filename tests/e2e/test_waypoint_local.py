@@ -11,6 +11,7 @@ import random
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -155,6 +156,87 @@ spec:
 """
 
 
+UPGRADE_PORT = 8090
+
+
+class UpgradeServer(threading.Thread):
+    """The backend of Service ws: an HTTP/1.1 server that answers a request asking for
+    `Upgrade: test-ws` with 101 and then echoes what it reads in upper case until the client's
+    end, then sends BYE and ends too. /refuse answers 426 instead, /unasked answers 101 to anything
+    (not asked for: the waypoint must not pass it on), /server-ends sends BYE right after the 101
+    and closes. Keeps the request heads it saw."""
+
+    def __init__(self, addr):
+        super().__init__(daemon=True)
+        self.sock = socket.create_server(addr)
+        self.heads = []
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+    def run(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        with conn:
+            head, rest = recv_head(conn)
+            if head is None:
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            fields = {}
+            for line in lines[1:]:
+                k, _, v = line.partition(":")
+                fields.setdefault(k.strip().lower(), []).append(v.strip())
+            self.heads.append((lines[0], fields))
+            path = lines[0].split()[1]
+            asked = ("upgrade" in ",".join(fields.get("connection", [])).lower() and
+                     fields.get("upgrade") == ["test-ws"])
+            if path.startswith("/refuse") or not (asked or path.startswith("/unasked")):
+                conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 3\r\n"
+                             b"Connection: close\r\n\r\nno\n")
+                return
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test-ws\r\n"
+                         b"Connection: Upgrade\r\nX-Backend: upgrade-server\r\n\r\n")
+            if path.startswith("/server-ends"):
+                conn.sendall(b"BYE")
+                return
+            if rest:
+                conn.sendall(rest.upper())
+            while True:
+                try:
+                    d = conn.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    break
+                conn.sendall(d.upper())
+            try:
+                conn.sendall(b"BYE")
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                return   # the waypoint is gone (a 101 it had not asked for)
+
+
+def recv_head(s):
+    """(the bytes of an HTTP head without its blank line, what came after it); (None, b"") when
+    the peer ended before a whole head."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            return None, b""
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 class Env:
     def __init__(self, tmp):
         self.tmp = tmp
@@ -162,11 +244,12 @@ class Env:
         self.procs = []
         self.base = random.randint(20000, 50000)
         self.ports = {"echo": self.base, "web": self.base + 1, "h2svc": self.base + 2,
-                      "nowhere": self.base + 3, "guarded": self.base + 4}
+                      "nowhere": self.base + 3, "guarded": self.base + 4, "ws": self.base + 9}
         self.wp_port = self.base + 8
         self.admin, self.metrics, self.ready = self.base + 5, self.base + 6, self.base + 7
         assert len(set(self.ports.values()) | {self.admin, self.metrics, self.ready,
-                                               self.wp_port}) == 9
+                                               self.wp_port}) == 10
+        self.upgrade_server = None
 
     def ip(self, n):
         return "%s.%d" % (self.net, n)
@@ -193,6 +276,8 @@ class Env:
                 ("h2svc", "10.96.0.30", "{app: echo, version: v1}",
                  ", appProtocol: kubernetes.io/h2c")]:
             objs.append(SERVICES % {"name": name, "vip": vip, "selector": sel, "proto": proto})
+        objs.append((SERVICES % {"name": "ws", "vip": "10.96.0.50", "selector": "{app: echo, version: v1}",
+                                 "proto": ""}).replace("targetPort: 8080", "targetPort: %d" % UPGRADE_PORT))
         for name, n, labels in [("echo-v1", 2, "{app: echo, version: v1}"),
                                 ("echo-v2", 3, "{app: echo, version: v2}"),
                                 ("mirror-1", 4, "{app: mirror}")]:
@@ -206,6 +291,8 @@ class Env:
     def up(self):
         subprocess.run([HARNESS, "ca", self.tmp], check=True)
         self.config()
+        self.upgrade_server = UpgradeServer((self.ip(2), UPGRADE_PORT))
+        self.upgrade_server.start()
         for n, version in [(2, "v1"), (3, "v2"), (4, "mirror")]:
             self.start([ECHO_SERVER, "--bind=" + self.ip(n), "--port=8080",
                         "--version=" + version], "echo-" + version,
@@ -213,7 +300,8 @@ class Env:
         wp_addr = "%s:%d" % (self.ip(1), self.wp_port)
         args = [HARNESS, "run", "--ca-cert", "ca.crt", "--ca-key", "ca.key"]
         for svc, vip in [("echo", "10.96.0.10"), ("web", "10.96.0.20"), ("h2svc", "10.96.0.30"),
-                         ("nowhere", "10.96.0.99"), ("guarded", "10.96.0.40")]:
+                         ("nowhere", "10.96.0.99"), ("guarded", "10.96.0.40"),
+                         ("ws", "10.96.0.50")]:
             args += ["--out", "%s:%d,%s,%s:80,%s,%s" % (self.ip(1), self.ports[svc], wp_addr,
                                                         vip, CLIENT_ID, WAYPOINT_ID)]
         for n in (2, 3, 4):
@@ -248,6 +336,8 @@ class Env:
         return True
 
     def down(self):
+        if self.upgrade_server:
+            self.upgrade_server.close()
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
@@ -836,3 +926,121 @@ def test_head_request(env):
     out, _ = env.raw("echo", b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     head, _, rest = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and rest == b""
+
+
+# ---- upgrade (WebSocket) ----
+
+UPGRADE_REQ = (b"GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: keep-alive, Upgrade\r\n"
+               b"Upgrade: test-ws\r\nX-Trace: t1\r\n\r\n")
+
+
+def read_head(s):
+    head, rest = recv_head(s)
+    return (head or b"").decode("latin-1").lower(), rest
+
+
+def read_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def read_to_end(s):
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return buf
+        buf += d
+
+
+def upgraded(env, data, timeout=10):
+    """A connection to Service ws that sent data (an upgrade request) and got its 101: (the socket,
+    the 101 head in lower case, the bytes that came after the head)."""
+    s = socket.create_connection((env.ip(1), env.ports["ws"]), timeout=timeout)
+    s.sendall(data)
+    head, rest = read_head(s)
+    if not head.startswith("http/1.1 101"):
+        s.close()
+        pytest.fail("no 101: %r" % head)
+    return s, head, rest
+
+
+def test_upgrade_tunnels_both_ways(env):
+    s, head, rest = upgraded(env, UPGRADE_REQ.replace(b"/chat", b"/chat-big"))
+    with s:
+        assert "\r\nconnection: upgrade" in head and "\r\nupgrade: test-ws" in head
+        assert "x-backend: upgrade-server" in head
+        assert "content-length" not in head and "transfer-encoding" not in head
+        assert rest == b""
+        s.sendall(b"hello")
+        assert read_exact(s, 5) == b"HELLO"
+        big = bytes(random.choice(b"abcdefgh") for _ in range(300000))
+        s.sendall(big)   # more than the windows and queues between: back-pressure both ways
+        assert read_exact(s, len(big)) == big.upper()
+        s.shutdown(socket.SHUT_WR)    # the client's end reaches the backend, whose BYE comes back
+        assert read_to_end(s) == b"BYE"
+    line, fields = [h for h in env.upgrade_server.heads if h[0].startswith("GET /chat-big")][-1]
+    assert fields["upgrade"] == ["test-ws"] and "upgrade" in fields["connection"][0].lower()
+    assert fields["x-trace"] == ["t1"] and "x-forwarded-for" in fields
+    assert "keep-alive" not in fields["connection"][0].lower()   # hop-by-hop options stay here
+    # one access-log line for the whole tunnel, with the bytes of both directions
+    want = re.compile(r"path=/chat-big status=101 .* bytes_in=300005 bytes_out=300008 error=-")
+    deadline = time.time() + 5
+    while time.time() < deadline and not want.search(env.log("waypoint")):
+        time.sleep(0.1)
+    assert want.search(env.log("waypoint")), env.log("waypoint")[-2000:]
+
+
+def test_upgrade_bytes_sent_early_wait_for_the_101(env):
+    s, _, rest = upgraded(env, UPGRADE_REQ + b"early")
+    with s:
+        got = rest + read_exact(s, 5 - len(rest))
+        assert got == b"EARLY"
+        s.shutdown(socket.SHUT_WR)
+        assert read_to_end(s) == b"BYE"
+
+
+def test_upgrade_backend_ends_first(env):
+    s, _, rest = upgraded(env, UPGRADE_REQ.replace(b"/chat", b"/server-ends"))
+    with s:
+        assert rest + read_to_end(s) == b"BYE"     # its end arrives as ours
+    assert env.client("echo", "/after").status() == 200
+
+
+def test_upgrade_refused_by_backend_closes_after_the_answer(env):
+    out, closed = env.raw("ws", UPGRADE_REQ.replace(b"/chat", b"/refuse") + b"not a request")
+    assert out.startswith(b"HTTP/1.1 426") and out.endswith(b"no\n") and closed
+
+
+def test_101_not_asked_for_is_an_upstream_error(env):
+    # A 101 to a plain request is a malformed response: answered like any other (503, as an
+    # upstream that fails before its response), the backend's bytes never reach the client.
+    out, closed = env.raw("ws", b"GET /unasked HTTP/1.1\r\nHost: ws\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503") and b"101" not in out, out[:200]
+
+
+def test_upgrade_not_offered_to_an_h2_backend(env):
+    # HTTP/2 has no Upgrade: the request goes on as a plain one, and the connection closes
+    # after the answer.
+    out, closed = env.raw("h2svc", UPGRADE_REQ)
+    assert out.startswith(b"HTTP/1.1 200") and closed
+    assert b"RequestHeader=Upgrade" not in out and b"RequestHeader=X-Trace:t1" in out
+
+
+def test_upgrade_idle_tunnel_closed_after_idle_timeout(env):
+    s, _, _ = upgraded(env, UPGRADE_REQ, timeout=IDLE_TIMEOUT_S + 5)
+    with s:
+        t0 = time.time()
+        s.sendall(b"ping")
+        assert read_exact(s, 4) == b"PING"
+        try:
+            tail = read_to_end(s)
+        except ConnectionResetError:
+            tail = b""
+        assert tail in (b"", b"BYE")
+        assert IDLE_TIMEOUT_S - 0.5 <= time.time() - t0 <= IDLE_TIMEOUT_S + 3

@@ -2,6 +2,7 @@
  * named fields (and the ones it must not be able to strip), TE for HTTP/2, x-forwarded-for,
  * x-request-id and UUIDv4, and Forwarded `for=` parsing. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../waypoint/hop.h"
@@ -186,9 +187,61 @@ static void test_forwarded(void)
     }
 }
 
+static void test_upgrade(void)
+{
+    static const struct {
+        const char *connection, *upgrade, *want; /* NULL: field absent / no upgrade asked */
+    } cases[] = {
+        {"Upgrade", "websocket", "websocket"},
+        {"keep-alive, upgrade", "websocket", "websocket"},
+        {" UPGRADE ,x", "h2c, websocket", "h2c, websocket"},
+        {"keep-alive", "websocket", NULL}, /* Connection does not list it */
+        {NULL, "websocket", NULL},         /* no Connection */
+        {"upgrade", NULL, NULL},           /* nothing to switch to */
+        {"upgrade", "", NULL},             /* empty */
+        {"upgrade", " , ", NULL},          /* only separators */
+        {"upgraded", "websocket", NULL},   /* a token, not a prefix */
+    };
+
+    for (size_t i = 0; i < GM_ARRAY_LEN(cases); i++) {
+        struct gm_hlist h;
+        gm_hlist_init(&h, 0);
+        gm_hlist_add(&h, "Host", "a");
+        if (cases[i].connection)
+            gm_hlist_add(&h, "Connection", cases[i].connection);
+        if (cases[i].upgrade)
+            gm_hlist_add(&h, "Upgrade", cases[i].upgrade);
+        char *got = wp_hop_upgrade(&h);
+        if (cases[i].want == NULL)
+            CHECK(got == NULL);
+        else if (got == NULL)
+            CHECK(!"an upgrade was expected");
+        else
+            CHECK_EQ_STR(got, cases[i].want);
+        free(got);
+        gm_hlist_done(&h);
+    }
+    /* two Upgrade fields are one list; a value over 256 bytes is refused */
+    struct gm_hlist h;
+    char big[300];
+    gm_hlist_init(&h, 0);
+    gm_hlist_add(&h, "connection", "upgrade");
+    gm_hlist_add(&h, "upgrade", "a");
+    gm_hlist_add(&h, "upgrade", "b");
+    char *got = wp_hop_upgrade(&h);
+    CHECK(got != NULL && strcmp(got, "a,b") == 0);
+    free(got);
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    gm_hlist_set(&h, "upgrade", big);
+    CHECK(wp_hop_upgrade(&h) == NULL);
+    gm_hlist_done(&h);
+}
+
 int main(void)
 {
     test_strip();
+    test_upgrade();
     test_xff();
     test_request_id();
     test_forwarded();
