@@ -13,12 +13,15 @@ nodes, HTTPRoutes on a Service, and a client pod whose ztunnel hands the traffic
 - a waypoint restart (a second one on the same SO_REUSEPORT port, SIGTERM to the first) fails
   no request;
 - istio_requests_total / istio_request_duration_milliseconds with reporter="waypoint", and one
-  access-log line per request.
+  access-log line per request;
+- an Upgrade (WebSocket-style) connection switches protocols through the waypoint and carries
+  bytes both ways, ends included.
 
     sudo GM_E2E_REQUIRED=1 /usr/bin/python3 -m pytest -v tests/e2e/test_waypoint.py
 """
 import hashlib
 import json
+import os
 import random
 import re
 import threading
@@ -93,6 +96,7 @@ spec:
     service("echo-v2", "{app: echo, version: v2}"),
     service("mirror", "{app: mirror}"),
     service("web", "{app: nothing}"),
+    service("ws", "{app: mirror}").replace("targetPort: 8080", "targetPort: 8090"),
     service("grpc", "{app: echo, version: v1}", "kubernetes.io/h2c"),
     """
 apiVersion: gateway.networking.k8s.io/v1
@@ -467,6 +471,33 @@ def test_metrics_and_access_log(lab):
         assert part in lines[-1], (part, lines[-1])
 
 
+# ---- upgrade (WebSocket) ----
+
+UPGRADE_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upgrade_peer.py")
+
+
+def test_upgrade_through_the_waypoint(lab):
+    backend = lab.pod(NS, app="mirror")
+    server = lab.spawn(backend["netns"], PYTHON, UPGRADE_PEER, "server", "0.0.0.0", "8090",
+                       log=str(lab.workdir / "ws-server.log"))
+    try:
+        wait_for(lambda: lab.netns_run(backend["netns"], "ss", "-Hltn", "sport = :8090")
+                 .stdout.strip() != "", 15, what="the upgrade server listening")
+        res = lab.netns_run(client_netns(lab), PYTHON, UPGRADE_PEER, "client", lab.vip(NS, "ws"),
+                            "80", str(1 << 20), timeout=90, check=True)
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        head = out["head"].lower()
+        assert head.startswith("http/1.1 101"), out["head"]
+        assert "\r\nupgrade: test-ws" in head and "\r\nconnection: upgrade" in head
+        assert out["got"] == out["want"] and out["n"] == (1 << 20) + 3, out
+    finally:
+        lab.stop(server)
+    log = open(waypoint_pod(lab)["processes"][0]["log"]).read()
+    lines = [ln for ln in log.splitlines() if "sub=access" in ln and "path=/ws " in ln]
+    assert lines and "status=101" in lines[-1] and "bytes_in=1048576" in lines[-1] and \
+        "bytes_out=1048579" in lines[-1] and "src.workload=client-" in lines[-1], lines[-1:]
+
+
 # ---- restart ----
 
 def test_restart_without_failed_requests(lab):
@@ -492,7 +523,6 @@ def test_restart_without_failed_requests(lab):
     t = threading.Thread(target=load)
     t.start()
     time.sleep(1.0)
-    import os
     import signal
     os.kill(proc["pid"], signal.SIGTERM)
     t.join()

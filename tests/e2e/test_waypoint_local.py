@@ -6,12 +6,13 @@ address is in a random 127.x.y.0/24 so parallel runs do not collide.
     /usr/bin/python3 -m pytest -v tests/e2e/test_waypoint_local.py      (GM_BUILD_DIR=build)
 """
 import hashlib
+import json
 import os
 import random
 import re
 import socket
 import subprocess
-import threading
+import sys
 import time
 import urllib.request
 
@@ -157,84 +158,9 @@ spec:
 
 
 UPGRADE_PORT = 8090
-
-
-class UpgradeServer(threading.Thread):
-    """The backend of Service ws: an HTTP/1.1 server that answers a request asking for
-    `Upgrade: test-ws` with 101 and then echoes what it reads in upper case until the client's
-    end, then sends BYE and ends too. /refuse answers 426 instead, /unasked answers 101 to anything
-    (not asked for: the waypoint must not pass it on), /server-ends sends BYE right after the 101
-    and closes. Keeps the request heads it saw."""
-
-    def __init__(self, addr):
-        super().__init__(daemon=True)
-        self.sock = socket.create_server(addr)
-        self.heads = []
-        self.closed = False
-
-    def close(self):
-        self.closed = True
-        self.sock.close()
-
-    def run(self):
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
-
-    def serve(self, conn):
-        with conn:
-            head, rest = recv_head(conn)
-            if head is None:
-                return
-            lines = head.decode("latin-1").split("\r\n")
-            fields = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                fields.setdefault(k.strip().lower(), []).append(v.strip())
-            self.heads.append((lines[0], fields))
-            path = lines[0].split()[1]
-            asked = ("upgrade" in ",".join(fields.get("connection", [])).lower() and
-                     fields.get("upgrade") == ["test-ws"])
-            if path.startswith("/refuse") or not (asked or path.startswith("/unasked")):
-                conn.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 3\r\n"
-                             b"Connection: close\r\n\r\nno\n")
-                return
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test-ws\r\n"
-                         b"Connection: Upgrade\r\nX-Backend: upgrade-server\r\n\r\n")
-            if path.startswith("/server-ends"):
-                conn.sendall(b"BYE")
-                return
-            if rest:
-                conn.sendall(rest.upper())
-            while True:
-                try:
-                    d = conn.recv(65536)
-                except OSError:
-                    return
-                if not d:
-                    break
-                conn.sendall(d.upper())
-            try:
-                conn.sendall(b"BYE")
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                return   # the waypoint is gone (a 101 it had not asked for)
-
-
-def recv_head(s):
-    """(the bytes of an HTTP head without its blank line, what came after it); (None, b"") when
-    the peer ended before a whole head."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(4096)
-        if not d:
-            return None, b""
-        buf += d
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return head, rest
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from upgrade_peer import recv_all as read_to_end, recv_head  # noqa: E402
+UPGRADE_PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upgrade_peer.py")
 
 
 class Env:
@@ -249,7 +175,7 @@ class Env:
         self.admin, self.metrics, self.ready = self.base + 5, self.base + 6, self.base + 7
         assert len(set(self.ports.values()) | {self.admin, self.metrics, self.ready,
                                                self.wp_port}) == 10
-        self.upgrade_server = None
+        self.upgrade_server = None   # upgrade_peer.py server: the backend of Service ws
 
     def ip(self, n):
         return "%s.%d" % (self.net, n)
@@ -291,8 +217,8 @@ class Env:
     def up(self):
         subprocess.run([HARNESS, "ca", self.tmp], check=True)
         self.config()
-        self.upgrade_server = UpgradeServer((self.ip(2), UPGRADE_PORT))
-        self.upgrade_server.start()
+        self.upgrade_server = self.start([sys.executable, UPGRADE_PEER, "server", self.ip(2),
+                                          str(UPGRADE_PORT)], "upgrade-peer")
         for n, version in [(2, "v1"), (3, "v2"), (4, "mirror")]:
             self.start([ECHO_SERVER, "--bind=" + self.ip(n), "--port=8080",
                         "--version=" + version], "echo-" + version,
@@ -327,17 +253,25 @@ class Env:
         raise RuntimeError("waypoint not ready:\n" + self.log("waypoint")[-3000:])
 
     def echo_up(self):
-        for n in (2, 3, 4):
-            try:
+        try:
+            for n in (2, 3, 4):
                 socket.create_connection((self.ip(n), 8080), timeout=1).close()
                 socket.create_connection((self.ip(n), 15008), timeout=1).close()
-            except OSError:
-                return False
+            socket.create_connection((self.ip(2), UPGRADE_PORT), timeout=1).close()
+        except OSError:
+            return False
         return True
 
+    def upgrade_heads(self):
+        """The request heads the upgrade backend saw: [(request line, {name: [values]})]."""
+        out = []
+        for line in self.log("upgrade-peer").splitlines():
+            if line.startswith("{"):
+                h = json.loads(line)
+                out.append((h["line"], h["fields"]))
+        return out
+
     def down(self):
-        if self.upgrade_server:
-            self.upgrade_server.close()
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
@@ -949,15 +883,6 @@ def read_exact(s, n):
     return buf
 
 
-def read_to_end(s):
-    buf = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            return buf
-        buf += d
-
-
 def upgraded(env, data, timeout=10):
     """A connection to Service ws that sent data (an upgrade request) and got its 101: (the socket,
     the 101 head in lower case, the bytes that came after the head)."""
@@ -984,7 +909,7 @@ def test_upgrade_tunnels_both_ways(env):
         assert read_exact(s, len(big)) == big.upper()
         s.shutdown(socket.SHUT_WR)    # the client's end reaches the backend, whose BYE comes back
         assert read_to_end(s) == b"BYE"
-    line, fields = [h for h in env.upgrade_server.heads if h[0].startswith("GET /chat-big")][-1]
+    line, fields = [h for h in env.upgrade_heads() if h[0].startswith("GET /chat-big")][-1]
     assert fields["upgrade"] == ["test-ws"] and "upgrade" in fields["connection"][0].lower()
     assert fields["x-trace"] == ["t1"] and "x-forwarded-for" in fields
     assert "keep-alive" not in fields["connection"][0].lower()   # hop-by-hop options stay here
