@@ -618,7 +618,7 @@ static int run_install(int argc, char **argv, bool install)
 {
     struct install_opts o = {.sock = ZT_CNI_DEFAULT_SOCK, .timeout = 30};
 
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* every option takes a value */
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = val != NULL;
         if (ok && strcmp(argv[i], "--bin-dir") == 0)
@@ -637,7 +637,6 @@ static int run_install(int argc, char **argv, bool install)
             usage(stderr);
             return 2;
         }
-        i++;
     }
     if (o.conf_dir == NULL || (install && o.bin_dir == NULL) || o.sock[0] != '/') {
         usage(stderr);
