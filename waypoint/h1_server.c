@@ -88,8 +88,13 @@ static int on_head(void *ctx, const char *buf, const struct wp_h1_head *head, bo
         wp_h1p_fail(&h->parser, 400, "bad request target");
         return -EINVAL;
     }
-    if (!has_body && r->version >= 11)
-        r->upgrade = wp_hop_upgrade(&r->headers);
+    if (!has_body && r->version >= 11) {
+        char *asked = wp_hop_upgrade(&r->headers);
+        if (asked)
+            r->upgrade =
+                wp_hop_upgrade_allowed(asked, wp_worker_settings(h->c->w)->upgrade_protocols);
+        free(asked);
+    }
     h->pending_start = true;
     return 0;
 }

@@ -97,6 +97,87 @@ char *wp_hop_upgrade(const struct gm_hlist *h)
     return v;
 }
 
+struct token_in {
+    const char *list;
+    bool found;
+};
+
+static void match_token(const char *tok, size_t len, void *arg)
+{
+    struct token_in *t = arg;
+
+    if (len == strlen(t->list) && strncasecmp(tok, t->list, len) == 0)
+        t->found = true;
+}
+
+/* Is tok[0..len) one of list's tokens? */
+static bool token_listed(const char *tok, size_t len, const char *list)
+{
+    char one[TOKEN_MAX + 1];
+    struct token_in t = {.list = one};
+
+    if (len > TOKEN_MAX)
+        return false;
+    memcpy(one, tok, len);
+    one[len] = '\0';
+    each_token(list, strlen(list), match_token, &t);
+    return t.found;
+}
+
+struct subset {
+    const char *list;
+    bool all;
+    size_t n;
+};
+
+static void check_token(const char *tok, size_t len, void *arg)
+{
+    struct subset *s = arg;
+
+    s->n++;
+    if (!token_listed(tok, len, s->list))
+        s->all = false;
+}
+
+bool wp_hop_tokens_in(const char *v, const char *list)
+{
+    struct subset s = {.list = list, .all = true};
+
+    each_token(v, strlen(v), check_token, &s);
+    return s.all && s.n > 0;
+}
+
+struct allowed {
+    const char *allowed;
+    struct gm_buf out;
+};
+
+static void keep_allowed(const char *tok, size_t len, void *arg)
+{
+    struct allowed *a = arg;
+
+    if ((len == 3 && strncasecmp(tok, "h2c", 3) == 0) || !token_listed(tok, len, a->allowed))
+        return;
+    if (a->out.len)
+        gm_buf_append(&a->out, ", ", 2);
+    gm_buf_append(&a->out, tok, len);
+}
+
+char *wp_hop_upgrade_allowed(const char *asked, const char *allowed)
+{
+    struct allowed a = {.allowed = allowed ? allowed : ""};
+    char *v = NULL;
+
+    if (strcasecmp(a.allowed, "none") == 0)
+        return NULL;
+    gm_buf_init(&a.out, 0);
+    each_token(asked, strlen(asked), keep_allowed, &a);
+    if (a.out.len)
+        v = gm_xstrndup(a.out.data, a.out.len);
+    gm_buf_done(&a.out);
+    return v;
+}
+
 size_t wp_hop_strip(struct gm_hlist *h, bool keep_te_trailers)
 {
     struct named nm = {.n = 0};

@@ -28,6 +28,14 @@ size_t wp_hop_strip(struct gm_hlist *h, bool keep_te_trailers);
  */
 char *wp_hop_upgrade(const struct gm_hlist *h);
 
+/* True when every token of the comma-separated list v (case-insensitive) is one of list's. */
+bool wp_hop_tokens_in(const char *v, const char *list);
+
+/* The tokens of the Upgrade value asked that allowed (comma-separated) lists, joined with ", ",
+ * as a fresh heap string; NULL when none is. h2c is never passed on: after its 101 a client's
+ * requests would travel unseen by routes and policies. */
+char *wp_hop_upgrade_allowed(const char *asked, const char *allowed);
+
 /* Append client (an IP address text) to x-forwarded-for: "a, b" becomes "a, b, client".
  * 0 or -ENOBUFS (the list's cap). */
 int wp_hop_xff(struct gm_hlist *h, const char *client);

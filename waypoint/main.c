@@ -77,6 +77,11 @@ static const struct gm_setting wp_table[] = {
      .offset = offsetof(struct wp_settings, route_status), .def = "true",
      .help = "write the status of HTTPRoutes on the Services it serves (config-source "
              "kubernetes)"},
+    {.name = "upgrade-protocols", .env = "GM_UPGRADE_PROTOCOLS", .type = GM_SETTING_STRING,
+     .offset = offsetof(struct wp_settings, upgrade_protocols), .def = "websocket",
+     .help = "HTTP/1.1 Upgrade protocols passed to backends, comma-separated; after a 101 the "
+             "connection is a tunnel that routes and policies no longer see. Others are dropped "
+             "from the request (h2c always; \"none\": every one)"},
     {0},
 };
 /* clang-format on */

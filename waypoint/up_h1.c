@@ -83,8 +83,8 @@ static int switch_protocols(struct wp_uconn *u, struct wp_exch *x, llhttp_t *p)
         return -1; /* not asked for, or not a switch: a malformed response */
     free(x->resp.upgrade);
     x->resp.upgrade = wp_hop_upgrade(&x->resp.headers);
-    if (x->resp.upgrade == NULL)
-        return -1;
+    if (x->resp.upgrade == NULL || !wp_hop_tokens_in(x->resp.upgrade, x->req.upgrade))
+        return -1; /* it must switch to a protocol the request offered */
     wp_hop_strip(&x->resp.headers, false);
     x->resp.status = 101;
     x->resp.content_length = -1;

@@ -38,6 +38,7 @@ struct wp_settings {
     uint64_t default_timeout_ms; /* request timeout when the route sets none; 0: none */
     uint64_t cert_lifetime_ms;   /* minted certificate lifetime */
     bool route_status;           /* write HTTPRoute status (config-source kubernetes) */
+    char *upgrade_protocols;     /* HTTP/1.1 Upgrade protocols passed on (comma-separated) */
 };
 
 struct wp_metrics;

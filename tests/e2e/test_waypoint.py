@@ -488,7 +488,7 @@ def test_upgrade_through_the_waypoint(lab):
         out = json.loads(res.stdout.strip().splitlines()[-1])
         head = out["head"].lower()
         assert head.startswith("http/1.1 101"), out["head"]
-        assert "\r\nupgrade: test-ws" in head and "\r\nconnection: upgrade" in head
+        assert "\r\nupgrade: websocket" in head and "\r\nconnection: upgrade" in head
         assert out["got"] == out["want"] and out["n"] == (1 << 20) + 3, out
     finally:
         lab.stop(server)

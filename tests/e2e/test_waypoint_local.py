@@ -865,7 +865,7 @@ def test_head_request(env):
 # ---- upgrade (WebSocket) ----
 
 UPGRADE_REQ = (b"GET /chat HTTP/1.1\r\nHost: ws\r\nConnection: keep-alive, Upgrade\r\n"
-               b"Upgrade: test-ws\r\nX-Trace: t1\r\n\r\n")
+               b"Upgrade: websocket\r\nX-Trace: t1\r\n\r\n")
 
 
 def read_head(s):
@@ -898,7 +898,7 @@ def upgraded(env, data, timeout=10):
 def test_upgrade_tunnels_both_ways(env):
     s, head, rest = upgraded(env, UPGRADE_REQ.replace(b"/chat", b"/chat-big"))
     with s:
-        assert "\r\nconnection: upgrade" in head and "\r\nupgrade: test-ws" in head
+        assert "\r\nconnection: upgrade" in head and "\r\nupgrade: websocket" in head
         assert "x-backend: upgrade-server" in head
         assert "content-length" not in head and "transfer-encoding" not in head
         assert rest == b""
@@ -910,7 +910,7 @@ def test_upgrade_tunnels_both_ways(env):
         s.shutdown(socket.SHUT_WR)    # the client's end reaches the backend, whose BYE comes back
         assert read_to_end(s) == b"BYE"
     line, fields = [h for h in env.upgrade_heads() if h[0].startswith("GET /chat-big")][-1]
-    assert fields["upgrade"] == ["test-ws"] and "upgrade" in fields["connection"][0].lower()
+    assert fields["upgrade"] == ["websocket"] and "upgrade" in fields["connection"][0].lower()
     assert fields["x-trace"] == ["t1"] and "x-forwarded-for" in fields
     assert "keep-alive" not in fields["connection"][0].lower()   # hop-by-hop options stay here
     # one access-log line for the whole tunnel, with the bytes of both directions
@@ -947,6 +947,25 @@ def test_101_not_asked_for_is_an_upstream_error(env):
     # upstream that fails before its response), the backend's bytes never reach the client.
     out, closed = env.raw("ws", b"GET /unasked HTTP/1.1\r\nHost: ws\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 503") and b"101" not in out, out[:200]
+
+
+def test_upgrade_to_another_protocol_than_asked_is_an_upstream_error(env):
+    out, closed = env.raw("ws", UPGRADE_REQ.replace(b"/chat", b"/other-proto"))
+    assert out.startswith(b"HTTP/1.1 503") and b"101" not in out, out[:200]
+
+
+@pytest.mark.parametrize("proto", [b"h2c", b"foo"])
+def test_upgrade_protocols_not_allowed_are_dropped(env, proto):
+    # --upgrade-protocols (default websocket) lists what is passed on, and h2c never is: after
+    # its 101, requests would travel unseen by routes and policies. The request goes on as a
+    # plain one on a kept-alive connection.
+    req = (b"GET /not-allowed-%s HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: %s\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n" % (proto, proto))
+    out, closed = env.raw("ws", req + b"GET /next HTTP/1.1\r\nHost: ws\r\n\r\n", wait=2)
+    assert out.startswith(b"HTTP/1.1 426") and out.count(b"HTTP/1.1 426") == 2, out[:300]
+    line, fields = [h for h in env.upgrade_heads()
+                    if h[0].startswith("GET /not-allowed-" + proto.decode())][-1]
+    assert "upgrade" not in fields and "http2-settings" not in fields
 
 
 def test_upgrade_not_offered_to_an_h2_backend(env):

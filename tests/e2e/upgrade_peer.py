@@ -2,15 +2,16 @@
 """Both ends of an HTTP/1.1 Upgrade for the waypoint's tests (standard library only).
 
     upgrade_peer.py server ADDR PORT
-        An HTTP/1.1 server. A request asking for `Upgrade: test-ws` (with Connection: upgrade)
+        An HTTP/1.1 server. A request asking for `Upgrade: websocket` (with Connection: upgrade)
         gets 101 and then an echo in upper case until the client's end, then BYE and our end.
         /refuse answers 426 instead, /unasked answers 101 to any request (one not asked for),
-        /server-ends sends BYE right after the 101 and closes. Any other request without the
+        /other-proto switches to h2c (not what was asked), /server-ends sends BYE right after the
+        101 and closes. Any other request without the
         upgrade gets 426. Prints "ready", then one JSON line per request head:
         {"line": request line, "fields": {lower-case name: [values]}}.
 
     upgrade_peer.py client HOST PORT SIZE
-        Asks for test-ws on GET /ws, sends SIZE bytes (while reading the echo) and its end, reads
+        Asks for websocket on GET /ws, sends SIZE bytes (while reading the echo) and its end, reads
         to the end. Prints one JSON line: the response head, the SHA-256 of what came back and of
         what should have (the bytes in upper case, then BYE), and the count.
 """
@@ -20,7 +21,7 @@ import socket
 import sys
 import threading
 
-UPGRADE_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: test-ws\r\nConnection: Upgrade\r\n"
+UPGRADE_101 = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                b"X-Backend: upgrade-server\r\n\r\n")
 REFUSAL_426 = (b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
                b"no\n")
@@ -62,10 +63,13 @@ def serve(conn, lock):
             print(json.dumps({"line": lines[0], "fields": fields}), flush=True)
         path = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "/"
         asked = ("upgrade" in ",".join(fields.get("connection", [])).lower() and
-                 fields.get("upgrade") == ["test-ws"])
+                 fields.get("upgrade") == ["websocket"])
         try:
             if path.startswith("/refuse") or not (asked or path.startswith("/unasked")):
                 conn.sendall(REFUSAL_426)
+                return
+            if path.startswith("/other-proto"):
+                conn.sendall(UPGRADE_101.replace(b"Upgrade: websocket", b"Upgrade: h2c"))
                 return
             conn.sendall(UPGRADE_101)
             if path.startswith("/server-ends"):
@@ -95,7 +99,7 @@ def server(addr, port):
 
 def client(host, port, size):
     s = socket.create_connection((host, port), timeout=30)
-    s.sendall(b"GET /ws HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: test-ws\r\n\r\n")
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     head, rest = recv_head(s)
     data = bytes(97 + i % 26 for i in range(size))
 

@@ -187,6 +187,18 @@ static void test_forwarded(void)
     }
 }
 
+/* got (heap, freed here) is want, or both are NULL. */
+static void check_and_free(char *got, const char *want)
+{
+    if (want == NULL)
+        CHECK(got == NULL);
+    else if (got == NULL)
+        CHECK(!"a value was expected");
+    else
+        CHECK_EQ_STR(got, want);
+    free(got);
+}
+
 static void test_upgrade(void)
 {
     static const struct {
@@ -211,14 +223,7 @@ static void test_upgrade(void)
             gm_hlist_add(&h, "Connection", cases[i].connection);
         if (cases[i].upgrade)
             gm_hlist_add(&h, "Upgrade", cases[i].upgrade);
-        char *got = wp_hop_upgrade(&h);
-        if (cases[i].want == NULL)
-            CHECK(got == NULL);
-        else if (got == NULL)
-            CHECK(!"an upgrade was expected");
-        else
-            CHECK_EQ_STR(got, cases[i].want);
-        free(got);
+        check_and_free(wp_hop_upgrade(&h), cases[i].want);
         gm_hlist_done(&h);
     }
     /* two Upgrade fields are one list; a value over 256 bytes is refused */
@@ -238,10 +243,37 @@ static void test_upgrade(void)
     gm_hlist_done(&h);
 }
 
+static void test_upgrade_allowed(void)
+{
+    static const struct {
+        const char *asked, *allowed, *want;
+    } cases[] = {
+        {"websocket", "websocket", "websocket"},
+        {"WebSocket", "websocket", "WebSocket"},
+        {"h2c", "websocket", NULL},
+        {"h2c", "websocket, h2c", NULL}, /* never, even when configured */
+        {"h2c, websocket", "websocket", "websocket"},
+        {"foo, websocket, bar", "bar,websocket", "websocket, bar"},
+        {"websocket", "", NULL},
+        {"websocket", "none", NULL},
+        {"websockets", "websocket", NULL},
+    };
+
+    for (size_t i = 0; i < GM_ARRAY_LEN(cases); i++) {
+        check_and_free(wp_hop_upgrade_allowed(cases[i].asked, cases[i].allowed), cases[i].want);
+    }
+    CHECK(wp_hop_tokens_in("websocket", "h2c, WebSocket"));
+    CHECK(wp_hop_tokens_in("a, b", "b,a,c"));
+    CHECK(!wp_hop_tokens_in("a, d", "a, b"));
+    CHECK(!wp_hop_tokens_in("", "a"));
+    CHECK(!wp_hop_tokens_in(" , ", "a"));
+}
+
 int main(void)
 {
     test_strip();
     test_upgrade();
+    test_upgrade_allowed();
     test_xff();
     test_request_id();
     test_forwarded();
