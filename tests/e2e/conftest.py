@@ -25,7 +25,7 @@ LAB_TOOL = REPO / "tests" / "lab" / "lab"
 DEMO = REPO / "packaging" / "examples" / "demo-lab.yaml"
 PEER = Path(__file__).resolve().parent / "hbone_peer.py"
 PYTHON = "/usr/bin/python3"          # Debian's, where python3-h2 is installed
-BUILD = Path(os.environ.get("GM_BUILD_DIR") or REPO / "build")
+BUILD = Path(os.environ.get("GM_BUILD_DIR") or REPO / "build").resolve()
 
 CLIENT_ID = "spiffe://cluster.local/ns/demo/sa/client"
 SERVICE_B_ID = "spiffe://cluster.local/ns/demo/sa/service-b"

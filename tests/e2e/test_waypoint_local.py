@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("GM_BUILD_DIR", os.path.join(ROOT, "build"))
+BUILD = os.path.abspath(os.environ.get("GM_BUILD_DIR") or os.path.join(ROOT, "build"))
 WAYPOINT = os.path.join(BUILD, "waypoint", "waypoint")
 HARNESS = os.path.join(BUILD, "tests", "unit", "test_wp_harness")
 ECHO_SERVER = os.path.join(BUILD, "tests", "echo", "echo-server")
