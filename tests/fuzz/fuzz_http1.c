@@ -8,6 +8,10 @@
  * the waypoint forwards it (waypoint/h1_write.c) and the result must pass the same validator
  * with the same method, target and framing: what the waypoint sends upstream can never be read
  * two ways (request smuggling).
+ *
+ * Each head's fields also go through the Upgrade checks (waypoint/hop.c): what the waypoint
+ * would pass on is a non-empty list of allowed tokens, never h2c, each one of the protocols the
+ * client offered.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 
 #include "../../waypoint/h1_parse.h"
 #include "../../waypoint/h1_write.h"
+#include "../../waypoint/hop.h"
 #include "../../waypoint/req.h"
 
 #define FUZZ_MAX_INPUT (256 * 1024)
@@ -72,12 +77,38 @@ static void roundtrip(const char *buf, const struct wp_h1_head *h, bool has_body
     wp_req_done(&r);
 }
 
+/* What the waypoint would pass on of an Upgrade the head asks for. */
+static void upgrade(const char *buf, const struct wp_h1_head *h)
+{
+    struct gm_hlist l;
+
+    gm_hlist_init(&l, 0);
+    for (size_t i = 0; i < h->n_fields; i++) {
+        const struct wp_h1_field *f = &h->fields[i];
+        gm_hlist_addn(&l, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len);
+    }
+    char *asked = wp_hop_upgrade(&l);
+    if (asked) {
+        char *kept = wp_hop_upgrade_allowed(asked, "websocket, h2c, foo/1");
+        if (kept && (kept[0] == '\0' || !wp_hop_tokens_in(kept, asked) ||
+                     !wp_hop_tokens_in(kept, "websocket, foo/1") || wp_hop_tokens_in("h2c", kept)))
+            abort();
+        free(kept);
+    }
+    free(asked);
+    wp_hop_strip(&l, false);
+    if (gm_hlist_count(&l, "upgrade") || gm_hlist_count(&l, "connection"))
+        abort();
+    gm_hlist_done(&l);
+}
+
 static int on_head(void *ctx, const char *buf, const struct wp_h1_head *h, bool has_body)
 {
     struct fuzz *f = ctx;
 
     f->requests++;
     roundtrip(buf, h, has_body);
+    upgrade(buf, h);
     return 0;
 }
 
