@@ -67,25 +67,36 @@ static void collect_name(const char *tok, size_t len, void *arg)
         nm->n++;
 }
 
-static void find_trailers(const char *tok, size_t len, void *arg)
+/* Does the comma-separated list v[0..len) hold the token word[0..wlen) (case-insensitive)? */
+struct token_in {
+    const char *word;
+    size_t len;
+    bool found;
+};
+
+static void match_token(const char *tok, size_t len, void *arg)
 {
-    if (len == 8 && strncasecmp(tok, "trailers", 8) == 0)
-        *(bool *)arg = true;
+    struct token_in *t = arg;
+
+    if (len == t->len && strncasecmp(tok, t->word, len) == 0)
+        t->found = true;
 }
 
-static void find_upgrade(const char *tok, size_t len, void *arg)
+static bool has_token(const char *v, size_t len, const char *word, size_t wlen)
 {
-    if (len == 7 && strncasecmp(tok, "upgrade", 7) == 0)
-        *(bool *)arg = true;
+    struct token_in t = {.word = word, .len = wlen};
+
+    each_token(v, len, match_token, &t);
+    return t.found;
 }
 
 char *wp_hop_upgrade(const struct gm_hlist *h)
 {
     bool listed = false;
 
-    for (size_t i = 0; i < h->n; i++)
-        if (gm_str_ieq(h->v[i].name, "connection"))
-            each_token(h->v[i].value, h->v[i].value_len, find_upgrade, &listed);
+    for (size_t i = 0; i < h->n && !listed; i++)
+        listed = gm_str_ieq(h->v[i].name, "connection") &&
+                 has_token(h->v[i].value, h->v[i].value_len, "upgrade", 7);
     if (!listed)
         return NULL;
     char *v = gm_hlist_get(h, "upgrade");
@@ -95,33 +106,6 @@ char *wp_hop_upgrade(const struct gm_hlist *h)
         return NULL;
     }
     return v;
-}
-
-struct token_in {
-    const char *list;
-    bool found;
-};
-
-static void match_token(const char *tok, size_t len, void *arg)
-{
-    struct token_in *t = arg;
-
-    if (len == strlen(t->list) && strncasecmp(tok, t->list, len) == 0)
-        t->found = true;
-}
-
-/* Is tok[0..len) one of list's tokens? */
-static bool token_listed(const char *tok, size_t len, const char *list)
-{
-    char one[TOKEN_MAX + 1];
-    struct token_in t = {.list = one};
-
-    if (len > TOKEN_MAX)
-        return false;
-    memcpy(one, tok, len);
-    one[len] = '\0';
-    each_token(list, strlen(list), match_token, &t);
-    return t.found;
 }
 
 struct subset {
@@ -135,7 +119,7 @@ static void check_token(const char *tok, size_t len, void *arg)
     struct subset *s = arg;
 
     s->n++;
-    if (!token_listed(tok, len, s->list))
+    if (!has_token(s->list, strlen(s->list), tok, len))
         s->all = false;
 }
 
@@ -156,7 +140,8 @@ static void keep_allowed(const char *tok, size_t len, void *arg)
 {
     struct allowed *a = arg;
 
-    if ((len == 3 && strncasecmp(tok, "h2c", 3) == 0) || !token_listed(tok, len, a->allowed))
+    if ((len == 3 && strncasecmp(tok, "h2c", 3) == 0) ||
+        !has_token(a->allowed, strlen(a->allowed), tok, len))
         return;
     if (a->out.len)
         gm_buf_append(&a->out, ", ", 2);
@@ -188,7 +173,7 @@ size_t wp_hop_strip(struct gm_hlist *h, bool keep_te_trailers)
         if (gm_str_ieq(h->v[i].name, "connection"))
             each_token(h->v[i].value, h->v[i].value_len, collect_name, &nm);
         else if (keep_te_trailers && gm_str_ieq(h->v[i].name, "te"))
-            each_token(h->v[i].value, h->v[i].value_len, find_trailers, &trailers);
+            trailers = trailers || has_token(h->v[i].value, h->v[i].value_len, "trailers", 8);
     }
     for (size_t i = 0; i < nm.n; i++)
         removed += gm_hlist_remove(h, nm.names[i]);
