@@ -65,6 +65,16 @@ static void on_deadline(uv_timer_t *t)
                    "UT");
 }
 
+/* The deadline counts idleness: no byte either way for idle-timeout (when set) ends x. */
+static void idle_deadline_start(struct wp_exch *x)
+{
+    const struct wp_settings *set = wp_worker_settings(x->w);
+
+    x->idle_deadline = set->idle_timeout_ms > 0;
+    if (x->idle_deadline)
+        uv_timer_start(&x->deadline, on_deadline, set->idle_timeout_ms, set->idle_timeout_ms);
+}
+
 /* timeouts.request (else default-request-timeout); without either, the idle-timeout applies to
  * the request as a whole: no byte either way for that long ends it. */
 void wp_exch_deadline_start(struct wp_exch *x)
@@ -76,12 +86,10 @@ void wp_exch_deadline_start(struct wp_exch *x)
         return;
     if (ms < 0)
         ms = (int64_t)set->default_timeout_ms;
-    if (ms > 0) {
+    if (ms > 0)
         uv_timer_start(&x->deadline, on_deadline, (uint64_t)ms, 0);
-    } else if (set->idle_timeout_ms > 0) {
-        x->idle_deadline = true;
-        uv_timer_start(&x->deadline, on_deadline, set->idle_timeout_ms, set->idle_timeout_ms);
-    }
+    else
+        idle_deadline_start(x);
 }
 
 void wp_exch_touch(struct wp_exch *x)
@@ -378,8 +386,6 @@ void wp_exch_up_head(struct wp_exch *x)
 
 void wp_exch_up_switch(struct wp_exch *x)
 {
-    const struct wp_settings *set = wp_worker_settings(x->w);
-
     if (x->state != WP_EXCH_WAIT)
         return;
     wp_exch_attempt_stop(x);
@@ -390,9 +396,7 @@ void wp_exch_up_switch(struct wp_exch *x)
     if (x->timers_open) {
         /* The request was answered: the request timeout is over; idleness ends a tunnel. */
         uv_timer_stop(&x->deadline);
-        x->idle_deadline = set->idle_timeout_ms > 0;
-        if (x->idle_deadline)
-            uv_timer_start(&x->deadline, on_deadline, set->idle_timeout_ms, set->idle_timeout_ms);
+        idle_deadline_start(x);
     }
     for (int i = 0; i < 2; i++)
         gm_hlist_apply(&x->resp.headers, x->d.resp_mod[i]);
